@@ -1,0 +1,41 @@
+r"""Runs one active-learning experiment.
+
+  python -m experiments.main --config=fashion_mnist --workdir=/tmp/run \
+      [--config.al.rounds=2 --config.train.epochs=3 ...]
+
+--config takes a name from experiments/configs (fashion_mnist, svhn, cifar10, stl10),
+optionally with `:reference` for the authors' released code, or a path to a config
+file. Rerunning the same command on the same workdir resumes the run.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from experiments import cli
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for results.json and checkpoints.")
+
+
+def main(argv):
+  del argv  # Checked by the flags parser.
+  logging.set_verbosity(logging.WARNING)  # Our own progress lines, not jax/orbax chatter.
+  # Imported here so that --help and flag errors come back without loading JAX.
+  from waal_jax import xla_tuning  # pylint: disable=g-import-not-at-top
+  xla_tuning.tune_cpu_flags()
+  from waal_jax import loop  # pylint: disable=g-import-not-at-top
+  from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    results = loop.run(cli.CONFIG.value, _WORKDIR.value, log=cli.log)
+  except UserError as e:
+    cli.fail(str(e))
+  if results["rounds"]:
+    final = results["rounds"][-1]
+    cli.log(f"done: test accuracy {final['test_accuracy']:.4f} with {final['num_labeled']} "
+            f"labels; results in {os.path.join(_WORKDIR.value, loop.RESULTS_FILE)}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.make_flags_parser("workdir"))

@@ -1,0 +1,145 @@
+"""The driver end to end: results.json, resume after kill -9, and every bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, TINY, needs_fashion_mnist, run_module
+
+pytestmark = needs_fashion_mnist
+
+
+def _main_args(workdir, cache_dir, *extra):
+  return ["--config=fashion_mnist", f"--workdir={workdir}",
+          f"--config.data.cache_dir={cache_dir}", *TINY, *extra]
+
+
+def _results(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)
+
+
+def _essentials(results):
+  """What must be identical between a resumed and an uninterrupted run."""
+  return [(r["round"], r["num_labeled"], r["test_accuracy"], r["val_accuracy"],
+           r["queried_indices"]) for r in results["rounds"]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  cache = str(tmp_path_factory.mktemp("cache"))
+  done = run_module("experiments.main", *_main_args(workdir, cache))
+  assert done.returncode == 0, done.stderr
+  return workdir, cache, done
+
+
+def test_results_json_schema(uninterrupted):
+  workdir, _, done = uninterrupted
+  results = _results(workdir)
+  assert set(results) >= {"config", "device", "rounds"}
+  assert results["config"]["data"]["name"] == "fashion_mnist"
+  assert results["config"]["al"]["query_size"] == 20
+  rounds = results["rounds"]
+  assert [r["round"] for r in rounds] == [0, 1, 2]
+  assert [r["num_labeled"] for r in rounds] == [40, 60, 80]
+  for r in rounds:
+    assert 0.0 <= r["test_accuracy"] <= 1.0 and 0.0 <= r["val_accuracy"] <= 1.0
+    assert r["train_seconds"] > 0 and r["query_seconds"] >= 0
+  # 20 distinct new pool indices per round but the last, never queried twice.
+  queried = [r["queried_indices"] for r in rounds]
+  assert [len(q) for q in queried] == [20, 20, 0]
+  flat = queried[0] + queried[1]
+  assert len(set(flat)) == 40 and all(0 <= i < 400 for i in flat)
+  assert rounds[1]["query_seconds"] > 0 and rounds[2]["query_seconds"] == 0
+  # Progress was reported per epoch and per round.
+  assert "epoch 2/2" in done.stderr and "test accuracy" in done.stderr
+  assert "left" in done.stderr
+
+
+def test_kill_and_resume_equals_uninterrupted(uninterrupted, tmp_path):
+  reference_dir, cache, _ = uninterrupted
+  workdir = str(tmp_path / "killed")
+  process = subprocess.Popen([sys.executable, "-m", "experiments.main",
+                              *_main_args(workdir, cache)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  results_path = os.path.join(workdir, "results.json")
+  deadline = time.time() + 300
+  finished = 0
+  while time.time() < deadline and process.poll() is None:
+    if os.path.exists(results_path):
+      finished = len(_results(workdir)["rounds"])
+      if finished >= 1:
+        break
+    time.sleep(0.02)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert finished == 1, "the run should be killed after its first round"
+  assert len(_results(workdir)["rounds"]) < 3
+
+  resumed = run_module("experiments.main", *_main_args(workdir, cache))
+  assert resumed.returncode == 0, resumed.stderr
+  assert "resuming" in resumed.stderr
+  assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
+
+  # A finished run rerun does nothing more and changes nothing.
+  again = run_module("experiments.main", *_main_args(workdir, cache))
+  assert again.returncode == 0 and "round 0/" not in again.stderr
+  assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
+
+
+def test_workdir_of_another_config_is_refused_untouched(uninterrupted):
+  workdir, cache, _ = uninterrupted
+  before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
+  results_before = _results(workdir)
+  refused = run_module("experiments.main", *_main_args(workdir, cache, "--config.seed=7"))
+  assert refused.returncode != 0
+  lines = refused.stderr.strip().splitlines()
+  assert lines[-1].startswith("error: --workdir") and "seed: 0 there, 7 now" in lines[-1]
+  assert "Traceback" not in refused.stderr
+  after = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
+  assert after == before and _results(workdir) == results_before
+
+
+BAD_INPUTS = [
+    # (extra arguments, what the one line must name)
+    (["--config=no_such_dataset"], "unknown config 'no_such_dataset'"),
+    (["--config.query.strategy=bogus"], "query.strategy='bogus'"),
+    (["--config.al.query_size=5000"], "al.query_size=5000"),
+    (["--config.al.initial_labeled=-5"], "al.initial_labeled=-5"),
+    (["--config.train.mu=-0.1"], "train.mu=-0.1"),
+    (["--config.train.gradient_penalty=-1.0"], "train.gradient_penalty=-1.0"),
+    (["--config.data.pool_size=-3"], "data.pool_size=-3"),
+    (["--config.train.epochs=0"], "train.epochs=0"),
+    (["--config.train.variant=torch"], "train.variant='torch'"),
+    (["--config.train.epoch=3"], "--config.train.epoch: no such config field"),
+    (["--config.train.epochs=three"], "--config.train.epochs=three"),
+]
+
+
+@pytest.mark.parametrize("extra,named", BAD_INPUTS)
+def test_bad_input_is_one_line(tmp_path, extra, named):
+  args = _main_args(str(tmp_path / "w"), str(tmp_path / "cache"))
+  if extra[0].startswith("--config="):
+    args = [a for a in args if not a.startswith("--config=")]
+  done = run_module("experiments.main", *args, *extra)
+  assert done.returncode != 0
+  lines = [l for l in done.stderr.strip().splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and named in lines[0], done.stderr
+  assert "Traceback" not in done.stderr
+  assert not os.path.exists(tmp_path / "w" / "results.json")
+
+
+def test_missing_dataset_is_one_line(tmp_path):
+  done = run_module("experiments.main", "--config=cifar10", f"--workdir={tmp_path / 'w'}",
+                    f"--config.data.cache_dir={tmp_path / 'cache'}",
+                    f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.data.download=False")
+  assert done.returncode != 0 and "Traceback" not in done.stderr
+  line = done.stderr.strip().splitlines()[-1]
+  assert line.startswith("error: data.name=cifar10: no data found; tried")
+  assert "--config.data.manual_dir" in line

@@ -1,0 +1,109 @@
+"""Orbax checkpoints of the round loop, and the rule that a workdir belongs to one config.
+
+A checkpoint is written after every finished round and holds all that the next round
+needs: the labeled pool indices in the order they were bought, the root PRNG key, the
+round history, and the trained network of that round (for later analysis). Orbax
+writes into a temporary folder and renames it, so a run killed at any moment leaves
+the previous checkpoint intact.
+"""
+
+import json
+import os
+from typing import Any, Optional, Tuple
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from waal_jax.errors import UserError
+
+# Fields that say where things are or how long to go on, not what is computed: a
+# rerun may change them and still continue the same run.
+NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "data.download",
+                       "al.rounds")
+OWNER_FILE = "config.json"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  flat = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      flat.update(_flatten(value, name + "."))
+    else:
+      flat[name] = value
+  return flat
+
+
+def claim_workdir(workdir: str, config_dict: dict) -> None:
+  """Records the config in an empty workdir, or checks that the recorded one matches.
+
+  Raises UserError naming the first differing field when the workdir holds a run of
+  another config; nothing in it is touched then.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, OWNER_FILE)
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        recorded = json.load(f)
+    except (OSError, ValueError) as e:
+      raise UserError(f"{path} is unreadable ({e}); use another --workdir") from e
+    old, new = _flatten(recorded), _flatten(json.loads(json.dumps(config_dict)))
+    for field in sorted(set(old) | set(new)):
+      if field in NOT_PART_OF_THE_RUN:
+        continue
+      if old.get(field) != new.get(field):
+        raise UserError(
+            f"--workdir {workdir} holds a run of another config ({field}: "
+            f"{old.get(field)!r} there, {new.get(field)!r} now); use another --workdir "
+            "or delete that one")
+    return
+  if os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
+      os.path.join(workdir, "checkpoints")):
+    raise UserError(f"--workdir {workdir} holds checkpoints but no {OWNER_FILE}; "
+                    "use another --workdir")
+  write_json_atomically(path, config_dict)
+
+
+def write_json_atomically(path: str, payload: Any) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=1)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+class LoopCheckpoints:
+  """Save after each round; restore the latest."""
+
+  def __init__(self, workdir: str, max_to_keep: int = 2):
+    self._manager = ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep))
+
+  def save(self, finished_rounds: int, labeled: np.ndarray, root_key, history: list,
+           variables: dict) -> None:
+    loop = {"labeled": np.asarray(labeled, np.int32),
+            "rng": np.asarray(jax.random.key_data(root_key))}
+    self._manager.save(finished_rounds, args=ocp.args.Composite(
+        loop=ocp.args.StandardSave(loop),
+        history=ocp.args.JsonSave(history),
+        model=ocp.args.StandardSave(jax.device_get(variables))))
+    self._manager.wait_until_finished()
+
+  def restore_latest(self) -> Optional[Tuple[int, np.ndarray, Any, list]]:
+    """(finished rounds, labeled indices, root key, history), or None if there is none."""
+    step = self._manager.latest_step()
+    if step is None:
+      return None
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        loop=ocp.args.StandardRestore(), history=ocp.args.JsonRestore()))
+    loop = restored["loop"]
+    root_key = jax.random.wrap_key_data(np.asarray(loop["rng"], np.uint32))
+    return step, np.asarray(loop["labeled"], np.int64), root_key, list(restored["history"])
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
