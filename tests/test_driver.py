@@ -132,7 +132,9 @@ def test_bad_input_is_one_line(tmp_path, extra, named):
   lines = [l for l in done.stderr.strip().splitlines() if l.startswith("error:")]
   assert len(lines) == 1 and named in lines[0], done.stderr
   assert "Traceback" not in done.stderr
+  # Nothing written: the corrected command can use the same workdir.
   assert not os.path.exists(tmp_path / "w" / "results.json")
+  assert not os.path.exists(tmp_path / "w" / "config.json")
 
 
 def test_missing_dataset_is_one_line(tmp_path):

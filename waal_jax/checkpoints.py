@@ -17,10 +17,10 @@ import orbax.checkpoint as ocp
 
 from waal_jax.errors import UserError
 
-# Fields that say where things are or how long to go on, not what is computed: a
-# rerun may change them and still continue the same run.
-NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "data.download",
-                       "al.rounds")
+# Fields that say where the data are, not what is computed: a rerun may change them
+# and still continue the same run. (Not al.rounds: the final budget fixes array shapes
+# that random draws depend on, so a longer run is not a continuation of a shorter one.)
+NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "data.download")
 OWNER_FILE = "config.json"
 
 
@@ -35,35 +35,38 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
   return flat
 
 
-def claim_workdir(workdir: str, config_dict: dict) -> None:
-  """Records the config in an empty workdir, or checks that the recorded one matches.
+def check_workdir(workdir: str, config_dict: dict) -> bool:
+  """True if `workdir` already belongs to this config, False if it is free.
 
-  Raises UserError naming the first differing field when the workdir holds a run of
-  another config; nothing in it is touched then.
+  Raises UserError naming the first differing field when it holds a run of another
+  config; nothing in it is touched then.
   """
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, OWNER_FILE)
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        recorded = json.load(f)
-    except (OSError, ValueError) as e:
-      raise UserError(f"{path} is unreadable ({e}); use another --workdir") from e
-    old, new = _flatten(recorded), _flatten(json.loads(json.dumps(config_dict)))
-    for field in sorted(set(old) | set(new)):
-      if field in NOT_PART_OF_THE_RUN:
-        continue
-      if old.get(field) != new.get(field):
-        raise UserError(
-            f"--workdir {workdir} holds a run of another config ({field}: "
-            f"{old.get(field)!r} there, {new.get(field)!r} now); use another --workdir "
-            "or delete that one")
-    return
-  if os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
-      os.path.join(workdir, "checkpoints")):
-    raise UserError(f"--workdir {workdir} holds checkpoints but no {OWNER_FILE}; "
-                    "use another --workdir")
-  write_json_atomically(path, config_dict)
+  if not os.path.exists(path):
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    if os.path.isdir(checkpoint_dir) and os.listdir(checkpoint_dir):
+      raise UserError(f"--workdir {workdir} holds checkpoints but no {OWNER_FILE}; "
+                      "use another --workdir")
+    return False
+  try:
+    with open(path) as f:
+      recorded = json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f"{path} is unreadable ({e}); use another --workdir") from e
+  old, new = _flatten(recorded), _flatten(json.loads(json.dumps(config_dict)))
+  for field in sorted(set(old) | set(new)):
+    if field not in NOT_PART_OF_THE_RUN and old.get(field) != new.get(field):
+      raise UserError(
+          f"--workdir {workdir} holds a run of another config ({field}: "
+          f"{old.get(field)!r} there, {new.get(field)!r} now); use another --workdir "
+          "or delete that one")
+  return True
+
+
+def claim_workdir(workdir: str, config_dict: dict) -> None:
+  """Records the config as the owner of `workdir` (after check_workdir said it is free)."""
+  os.makedirs(workdir, exist_ok=True)
+  write_json_atomically(os.path.join(workdir, OWNER_FILE), config_dict)
 
 
 def write_json_atomically(path: str, payload: Any) -> None:

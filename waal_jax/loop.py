@@ -30,8 +30,9 @@ def _config_dict(config) -> dict:
   return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
-def initial_labeled(key, pool_count: int, count: int) -> np.ndarray:
-  """The random labeled set of round 0 (pool indices)."""
+def initial_labeled(root_key, pool_count: int, count: int) -> np.ndarray:
+  """The random labeled set of round 0 (pool indices), drawn from the run's root key."""
+  key = jax.random.fold_in(root_key, 0)
   return np.asarray(jax.random.choice(key, pool_count, (count,), replace=False))
 
 
@@ -91,8 +92,10 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
   log = log or logging.info
   settings_lib.check(config)
   config_dict = _config_dict(config)
-  checkpoints.claim_workdir(workdir, config_dict)
+  owned = checkpoints.check_workdir(workdir, config_dict)
   exp = build(config, log)
+  if not owned:  # Only a config that has passed every check claims the workdir.
+    checkpoints.claim_workdir(workdir, config_dict)
   al, trainer, strategy, mesh = exp.al, exp.trainer, exp.strategy, exp.mesh
   pool_count = len(exp.splits.pool_labels)
   device = sharding.describe_devices()
@@ -101,7 +104,7 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
   restored = store.restore_latest()
   if restored is None:
     root_key = jax.random.key(config.seed)
-    labeled = initial_labeled(jax.random.fold_in(root_key, 0), pool_count, al.initial_labeled)
+    labeled = initial_labeled(root_key, pool_count, al.initial_labeled)
     history, first_round = [], 0
   else:
     first_round, labeled, root_key, history = restored
