@@ -91,7 +91,6 @@ def main(argv):
 
   is_labeled = np.zeros(pool_count, bool)
   is_labeled[labeled] = True
-  is_labeled = sharding.replicate(exp.mesh, is_labeled)
   seconds, samples = _median_seconds(
       lambda: exp.strategy.select(keys[0], variables, exp.pool, is_labeled,
                                   exp.al.query_size), _REPEATS.value)

@@ -117,6 +117,8 @@ BAD_INPUTS = [
     (["--config.data.pool_size=-3"], "data.pool_size=-3"),
     (["--config.train.epochs=0"], "train.epochs=0"),
     (["--config.train.variant=torch"], "train.variant='torch'"),
+    (["--config.train.adversarial=none"], "train.adversarial='none': query.strategy=waal"),
+    (["--config.query.mc_samples=0"], "query.mc_samples=0"),
     (["--config.train.epoch=3"], "--config.train.epoch: no such config field"),
     (["--config.train.epochs=three"], "--config.train.epochs=three"),
 ]

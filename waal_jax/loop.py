@@ -96,7 +96,7 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
   exp = build(config, log)
   if not owned:  # Only a config that has passed every check claims the workdir.
     checkpoints.claim_workdir(workdir, config_dict)
-  al, trainer, strategy, mesh = exp.al, exp.trainer, exp.strategy, exp.mesh
+  al, trainer, strategy = exp.al, exp.trainer, exp.strategy
   pool_count = len(exp.splits.pool_labels)
   device = sharding.describe_devices()
 
@@ -132,8 +132,7 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
       query_start = time.time()
       is_labeled = np.zeros(pool_count, bool)
       is_labeled[labeled] = True
-      queried = np.asarray(strategy.select(query_key, fit.variables, exp.pool,
-                                           sharding.replicate(mesh, is_labeled),
+      queried = np.asarray(strategy.select(query_key, fit.variables, exp.pool, is_labeled,
                                            al.query_size), np.int64)
       query_seconds = time.time() - query_start
       if len(set(queried.tolist())) != al.query_size or is_labeled[queried].any():

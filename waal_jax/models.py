@@ -71,13 +71,17 @@ class MLPHead(nn.Module):
 
 
 class Critic(nn.Module):
-  """The WAAL critic g: an MLP head ending in a sigmoid, (B, D) -> (B,) in [0, 1]."""
+  """The WAAL critic g before its sigmoid: an MLP head, (B, D) -> (B,) logits.
+
+  `Networks.critic_value` applies the sigmoid; the H-divergence ablation's binary
+  cross-entropy uses the logit itself, which is numerically safer.
+  """
   hidden: int
   dropout_rate: float = 0.5
 
   @nn.compact
   def __call__(self, z, train: bool = False):
-    return nn.sigmoid(MLPHead(self.hidden, 1, self.dropout_rate)(z, train))[:, 0]
+    return MLPHead(self.hidden, 1, self.dropout_rate)(z, train)[:, 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,10 +118,16 @@ class Networks:
     rngs = {"dropout": dropout_key} if train else None
     return self.classifier.apply({"params": params["classifier"]}, z, train=train, rngs=rngs)
 
-  def critic_value(self, critic_params, z, *, train: bool = False, dropout_key=None):
-    """g(z) in [0, 1]; takes the critic's own parameters so jax.grad can target them."""
+  def critic_logit(self, critic_params, z, *, train: bool = False, dropout_key=None):
+    """The critic's pre-sigmoid output (B,); takes the critic's own parameters so that
+    jax.grad can target them."""
     rngs = {"dropout": dropout_key} if train else None
     return self.critic.apply({"params": critic_params}, z, train=train, rngs=rngs)
+
+  def critic_value(self, critic_params, z, *, train: bool = False, dropout_key=None):
+    """g(z) = sigmoid(critic logit) in [0, 1] (B,): near 1 = unlike the labeled set."""
+    return jax.nn.sigmoid(self.critic_logit(critic_params, z, train=train,
+                                            dropout_key=dropout_key))
 
 
 def build(name: str, *, num_classes: int, head_hidden: int, feature_dim: Optional[int] = None,

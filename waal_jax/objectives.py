@@ -91,3 +91,17 @@ def critic_loss(wasserstein, penalty, weight, penalty_weight, variant: str):
   if variant == "reference":
     return -weight * (wasserstein + penalty_weight * penalty)
   raise ValueError(f"unknown variant {variant!r}")
+
+
+def domain_cross_entropy(logit_unlabeled, logit_labeled,
+                         unlabeled_weights: Optional[jax.Array] = None):
+  """Binary cross-entropy of a discriminator that tells unlabeled (1) from labeled (0).
+
+  The H-divergence ablation (appendix H, Eq. 20): the discriminator minimises it, the
+  feature extractor maximises it. (Eq. 20 as printed gives the discriminator the
+  opposite sign, which is unbounded; the text describes this min-max.) Mean over each
+  side, then averaged, so a batch of S + S weighs both domains equally.
+  """
+  unlabeled_term = weighted_mean(-jax.nn.log_sigmoid(logit_unlabeled), unlabeled_weights)
+  labeled_term = jnp.mean(-jax.nn.log_sigmoid(-logit_labeled))
+  return 0.5 * (unlabeled_term + labeled_term)

@@ -98,11 +98,14 @@ def train_settings(config) -> train_lib.TrainSettings:
   if augment == "auto":
     augment = ("crop_flip" if variant == "reference" and config.data.name in REFERENCE_AUGMENTED
                else "none")
-  adversarial = _get(config, "train.adversarial")
-  if adversarial == "h_divergence":
-    _fail("train.adversarial", adversarial, "the H-divergence ablation is not implemented yet "
-          "(choose wasserstein or none)")
-  _check_choice(config, "train.adversarial", train_lib.ADVERSARIAL_MODES)
+  adversarial = _check_choice(config, "train.adversarial",
+                              ("auto",) + train_lib.ADVERSARIAL_MODES)
+  strategy = strategies.get(_get(config, "query.strategy"))
+  if adversarial == "auto":   # WAAL trains its critic; the baselines train supervised.
+    adversarial = "wasserstein" if strategy.needs_critic else "none"
+  if strategy.needs_critic and adversarial == "none":
+    _fail("train.adversarial", adversarial, f"query.strategy={strategy.name} scores with "
+          "the critic, which only adversarial training trains")
   return train_lib.TrainSettings(
       adversarial=adversarial,
       variant=variant,
@@ -118,16 +121,18 @@ def train_settings(config) -> train_lib.TrainSettings:
 
 
 def query_settings(config) -> strategies.QuerySettings:
-  strategy = _get(config, "query.strategy")
-  if strategy not in strategies.names():
-    _fail("query.strategy", strategy, f"unknown strategy; choose one of "
-          f"{', '.join(strategies.names())}")
   return strategies.QuerySettings(
-      strategy=strategy,
+      strategy=strategies.get(_get(config, "query.strategy")).name,
       selection=_check_float(config, "query.selection"),
       mixture=_check_float(config, "query.mixture", 0.0, 1.0),
       variant=_check_choice(config, "train.variant", objectives.VARIANTS),
-      batch_size=_check_int(config, "query.batch_size", 1))
+      batch_size=_check_int(config, "query.batch_size", 1),
+      mc_samples=_check_int(config, "query.mc_samples", 1),
+      chunk_size=_check_int(config, "query.chunk_size", 1),
+      kmedian_iterations=_check_int(config, "query.kmedian_iterations", 1),
+      deepfool_iterations=_check_int(config, "query.deepfool_iterations", 1),
+      deepfool_overshoot=_check_float(config, "query.deepfool_overshoot"),
+      deepfool_candidates=_check_int(config, "query.deepfool_candidates", 2))
 
 
 def al_settings(config) -> ALSettings:

@@ -24,13 +24,13 @@ from waal_jax import objectives
 from waal_jax import sharding
 from waal_jax.models import Networks
 
-ADVERSARIAL_MODES = ("wasserstein", "none")
+ADVERSARIAL_MODES = ("wasserstein", "h_divergence", "none")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
   """The static parts of training (hashable: they are baked into the compiled step)."""
-  adversarial: str          # 'wasserstein' (WAAL) or 'none' (supervised on the labeled set)
+  adversarial: str          # 'wasserstein' (WAAL), 'h_divergence' (ablation), 'none'
   variant: str              # 'paper' or 'reference' (see objectives and DESIGN.md)
   epochs: int               # the most epochs per round
   batch_size: int           # S: examples per mini-batch, labeled and unlabeled each
@@ -154,6 +154,22 @@ def make_epoch_plan(key, labeled, num_labeled, unlabeled, num_unlabeled, *,
   return EpochPlan(labeled[draws], jnp.ones_like(walked_mask), walked, walked_mask)
 
 
+def _adversarial_term(nets: Networks, settings: TrainSettings, hyper: Hyper, critic_params,
+                      z, num_labeled: int, unlabeled_mask, dropout_key):
+  """What the features minimise beside the cross-entropy, and the critic maximises.
+
+  wasserstein: mean g(z_u) - C * mean g(z_l) (Eq. 8).
+  h_divergence: minus the discriminator's cross-entropy (appendix H).
+  `z` holds the labeled features first, then the unlabeled ones.
+  """
+  s = num_labeled
+  if settings.adversarial == "wasserstein":
+    g = nets.critic_value(critic_params, z, train=True, dropout_key=dropout_key)   # (2S,)
+    return objectives.wasserstein_term(g[s:], g[:s], hyper.labeled_coefficient, unlabeled_mask)
+  logit = nets.critic_logit(critic_params, z, train=True, dropout_key=dropout_key)
+  return -objectives.domain_cross_entropy(logit[s:], logit[:s], unlabeled_mask)
+
+
 def _train_step(nets: Networks, settings: TrainSettings, spec: data_lib.DatasetSpec, mesh,
                 state: TrainState, pool_images, pool_labels, plan: EpochPlan, i, hyper: Hyper,
                 sums: dict, key):
@@ -163,8 +179,9 @@ def _train_step(nets: Networks, settings: TrainSettings, spec: data_lib.DatasetS
   u_idx, u_mask = plan.unlabeled[i], plan.unlabeled_mask[i]             # (S,)
   step_key = jax.random.fold_in(key, state.step)
   aug_key, cls_key, adv_key, critic_key, gp_key, gp_drop_key = jax.random.split(step_key, 6)
-  adversarial = settings.adversarial == "wasserstein"
+  adversarial = settings.adversarial != "none"
 
+  # Labeled and unlabeled images go through the extractor as one batch.
   images = pool_images[jnp.concatenate([l_idx, u_idx]) if adversarial else l_idx]
   if settings.augment:
     images = data_lib.random_crop_flip(aug_key, images)
@@ -178,39 +195,43 @@ def _train_step(nets: Networks, settings: TrainSettings, spec: data_lib.DatasetS
     ce = objectives.cross_entropy(logits, y, l_mask)
     if not adversarial:
       return ce, (batch_stats, z, ce, jnp.zeros(()))
-    g = nets.critic_value(params["critic"], z, train=True, dropout_key=adv_key)  # (2S,)
-    w = objectives.wasserstein_term(g[s:], g[:s], hyper.labeled_coefficient, u_mask)
-    return ce + hyper.adversarial_weight * w, (batch_stats, z, ce, w)
+    adv = _adversarial_term(nets, settings, hyper, params["critic"], z, s, u_mask, adv_key)
+    return ce + hyper.adversarial_weight * adv, (batch_stats, z, ce, adv)
 
   trainable = {k: state.params[k] for k in ("features", "classifier")}
-  grads, (batch_stats, z, ce, w) = jax.grad(main_loss, has_aux=True)(trainable)
+  grads, (batch_stats, z, ce, adv) = jax.grad(main_loss, has_aux=True)(trainable)
   tx = optax.sgd(1.0, momentum=settings.momentum)   # Unit rate: scaled by hyper.lr below.
   updates, opt_main = tx.update(grads, state.opt_main, trainable)
   trainable = jax.tree.map(lambda p, u: p + hyper.learning_rate * u, trainable, updates)
   params = {**state.params, **trainable}
-  metrics = {"loss": ce + hyper.adversarial_weight * w, "cross_entropy": ce, "wasserstein": w}
+  metrics = {"loss": ce + hyper.adversarial_weight * adv, "cross_entropy": ce,
+             "adversarial": adv}
 
   opt_critic = state.opt_critic
   if adversarial:
-    if settings.variant == "reference":
+    if settings.variant == "reference" and settings.adversarial == "wasserstein":
       # The released code recomputes the features with the updated extractor.
       z, _ = nets.embed(params, batch_stats, x, train=True)
     z = jax.lax.stop_gradient(z)
-    z_l, z_u = z[:s], z[s:]
-    points = objectives.interpolate(gp_key, z_l, z_u)
-    point_weights = u_mask
-    if settings.variant == "reference":
-      # ... and also penalises the gradient at the labeled and unlabeled features.
-      points = jnp.concatenate([points, z_u, z_l])
-      point_weights = jnp.concatenate([u_mask, u_mask, jnp.ones_like(u_mask)])
+    penalty_points, penalty_weights = None, None
+    if settings.adversarial == "wasserstein":
+      z_l, z_u = z[:s], z[s:]
+      penalty_points = objectives.interpolate(gp_key, z_l, z_u)
+      penalty_weights = u_mask
+      if settings.variant == "reference":
+        # ... and also penalises the gradient at the labeled and unlabeled features.
+        penalty_points = jnp.concatenate([penalty_points, z_u, z_l])
+        penalty_weights = jnp.concatenate([u_mask, u_mask, jnp.ones_like(u_mask)])
 
     def critic_loss(critic_params):
-      g = nets.critic_value(critic_params, z, train=True, dropout_key=critic_key)
-      w_critic = objectives.wasserstein_term(g[s:], g[:s], hyper.labeled_coefficient, u_mask)
+      adv_critic = _adversarial_term(nets, settings, hyper, critic_params, z, s, u_mask,
+                                     critic_key)
+      if penalty_points is None:   # H-divergence: the discriminator's cross-entropy.
+        return -hyper.adversarial_weight * adv_critic, jnp.zeros(())
       penalty = objectives.gradient_penalty(
           lambda p: nets.critic_value(critic_params, p, train=True, dropout_key=gp_drop_key),
-          points, point_weights)
-      loss = objectives.critic_loss(w_critic, penalty, hyper.adversarial_weight,
+          penalty_points, penalty_weights)
+      loss = objectives.critic_loss(adv_critic, penalty, hyper.adversarial_weight,
                                     settings.gradient_penalty, settings.variant)
       return loss, penalty
 
@@ -226,7 +247,7 @@ def _train_step(nets: Networks, settings: TrainSettings, spec: data_lib.DatasetS
   return new_state, sums
 
 
-METRIC_NAMES = ("loss", "cross_entropy", "wasserstein", "gradient_penalty", "steps")
+METRIC_NAMES = ("loss", "cross_entropy", "adversarial", "gradient_penalty", "steps")
 
 
 def _count_correct(nets: Networks, spec: data_lib.DatasetSpec, mesh, params, batch_stats,
@@ -247,7 +268,7 @@ class Trainer:
   def __init__(self, nets: Networks, settings: TrainSettings, spec: data_lib.DatasetSpec,
                mesh, num_pool: int, labeled_capacity: int):
     self.nets, self.settings, self.spec, self.mesh = nets, settings, spec, mesh
-    walk = "unlabeled" if settings.adversarial == "wasserstein" else "labeled"
+    walk = "labeled" if settings.adversarial == "none" else "unlabeled"
     self._plan = jax.jit(functools.partial(make_epoch_plan, batch_size=settings.batch_size,
                                            walk=walk))
     self.walk = walk
@@ -306,6 +327,8 @@ class Trainer:
       weight, coefficient = objectives.adversarial_weights(
           self.settings.variant, self.settings.mu, num_labeled, max(len(unlabeled), 1),
           query_size)
+    elif self.settings.adversarial == "h_divergence":
+      weight, coefficient = self.settings.mu, 0.0
     else:
       weight, coefficient = 0.0, 0.0
     return RoundInputs(labeled_padded, num_labeled, unlabeled_padded, len(unlabeled),
@@ -365,7 +388,7 @@ class Trainer:
         best = (jax.tree.map(jnp.copy, variables) if settings.early_stopping else None,
                 val_accuracy, epoch + 1)
       log(f"  epoch {epoch + 1}/{settings.epochs}: loss {record['loss']:.4f} "
-          f"(ce {record['cross_entropy']:.4f}, W {record['wasserstein']:+.4f}, "
+          f"(ce {record['cross_entropy']:.4f}, adv {record['adversarial']:+.4f}, "
           f"gp {record['gradient_penalty']:.3f}) val {val_accuracy:.4f} "
           f"lr {record['learning_rate']:g} {record['seconds']:.1f}s")
       if settings.early_stopping and epoch + 1 - best[2] >= settings.patience:

@@ -33,7 +33,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.momentum = 0.5           # SGD momentum (Table 3).
   config.train.mu = 1e-2                # Weight mu of the adversarial term (Table 3).
   config.train.gradient_penalty = 2.0   # Weight of the critic's gradient penalty.
-  config.train.adversarial = "wasserstein"  # wasserstein (WAAL) or none (labeled set only).
+  config.train.adversarial = "auto"     # auto (wasserstein for waal, none for the baselines),
+  #                                       wasserstein, h_divergence (appendix H) or none.
   config.train.variant = "paper"        # paper (equations as published) or reference (authors' code).
   config.train.patience = 10            # Early stopping: epochs without a better val. accuracy.
   config.train.augment = "auto"         # auto (crop+flip iff the authors' code does), none, crop_flip.
@@ -45,10 +46,18 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.al.rounds = 10                 # Query rounds; results hold rounds + 1 entries.
 
   config.query = ml_collections.ConfigDict()
-  config.query.strategy = "waal"        # waal or random (the other baselines: issue 3).
+  config.query.strategy = "waal"        # waal, random, least_confidence, margin, entropy,
+  #                                       kmedian, coreset, dbal, deepfool.
   config.query.selection = 5.0          # WAAL: weight of the critic in the score (Table 3).
   config.query.mixture = 0.5            # WAAL: weight of Eq. 10 against Eq. 11 (Table 3).
-  config.query.batch_size = 1024        # Pool examples scored per call, over all devices.
+  config.query.batch_size = 1024        # Pool examples scored per call and device.
+  config.query.mc_samples = 10          # DBAL: stochastic forward passes T (MC dropout).
+  config.query.chunk_size = 1024        # Core-set: labeled points per distance block.
+  config.query.kmedian_iterations = 10  # K-median: most assignment + median updates.
+  config.query.deepfool_iterations = 50 # DeepFool: most steps per example.
+  config.query.deepfool_overshoot = 0.02  # DeepFool: overshoot when testing for a flip.
+  config.query.deepfool_candidates = 3  # DeepFool: label + the 2 classes of nearest logit;
+  #                                       10 = all classes, ~4x slower on CPU.
   return config
 
 

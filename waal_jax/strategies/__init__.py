@@ -1,9 +1,15 @@
 """Query strategies, chosen by name (`query.strategy`). Importing this package registers them."""
 
-from waal_jax.strategies import random_sampling  # noqa: F401  (registers the strategy)
-from waal_jax.strategies import waal  # noqa: F401  (registers the strategy)
+# Each module registers its strategies on import.
+from waal_jax.strategies import bald  # noqa: F401
+from waal_jax.strategies import deepfool  # noqa: F401
+from waal_jax.strategies import diversity  # noqa: F401
+from waal_jax.strategies import random_sampling  # noqa: F401
+from waal_jax.strategies import uncertainty  # noqa: F401
+from waal_jax.strategies import waal  # noqa: F401
 from waal_jax.strategies.base import (PoolScorer, QuerySettings, ScoringPool, Strategy, create,
-                                      names, register, scoring_pool, smallest_unlabeled)
+                                      get, names, register, scoring_pool, smallest_selectable,
+                                      smallest_unlabeled)
 
-__all__ = ["PoolScorer", "QuerySettings", "ScoringPool", "Strategy", "create", "names",
-           "register", "scoring_pool", "smallest_unlabeled"]
+__all__ = ["PoolScorer", "QuerySettings", "ScoringPool", "Strategy", "create", "get", "names",
+           "register", "scoring_pool", "smallest_selectable", "smallest_unlabeled"]

@@ -2,6 +2,8 @@
 
 A strategy is a class registered under a name (DESIGN.md section 2); the driver picks
 it with `query.strategy=NAME`. Adding one is one module that calls `register`.
+Strategies work on the pool padded to whole scoring batches (M >= N examples); the
+padding is never selectable.
 """
 
 import dataclasses
@@ -22,24 +24,63 @@ from waal_jax.models import Networks
 class QuerySettings:
   """The query.* config fields a strategy may read."""
   strategy: str
-  selection: float       # WAAL: weight of the critic (diversity) term
-  mixture: float         # WAAL: weight of the first uncertainty bound in the mixture
-  variant: str           # 'paper' or 'reference'
-  batch_size: int        # pool examples scored per call, over all devices
+  selection: float = 5.0          # WAAL: weight of the critic (diversity) term
+  mixture: float = 0.5            # WAAL: weight of the first uncertainty bound in the mixture
+  variant: str = "paper"          # 'paper' or 'reference'
+  batch_size: int = 1024          # pool examples scored per call and device
+  mc_samples: int = 10            # DBAL: stochastic forward passes T
+  chunk_size: int = 1024          # Core-set / K-median: columns of a distance block
+  kmedian_iterations: int = 10    # K-median: assignment + median updates
+  deepfool_iterations: int = 50   # DeepFool: most steps per example
+  deepfool_overshoot: float = 0.02
+  deepfool_candidates: int = 3    # DeepFool: classes per step (label + nearest by logit)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoringPool:
+  """The pool on the devices, padded to whole scoring batches."""
+  images: jax.Array    # (M, H, W, C) uint8, replicated; M a multiple of batch_size
+  count: int           # real examples N <= M
+  batch_size: int      # examples per call, over all devices
+  mesh: jax.sharding.Mesh
+
+  @property
+  def padded_count(self) -> int:
+    return self.images.shape[0]
+
+  def selectable(self, is_labeled: np.ndarray) -> jax.Array:
+    """(M,) bool on the devices: True for unlabeled real examples."""
+    mask = np.zeros(self.padded_count, bool)
+    mask[:self.count] = ~np.asarray(is_labeled, bool)
+    return sharding.replicate(self.mesh, mask)
+
+
+def scoring_pool(mesh, images: np.ndarray, batch_per_device: int) -> ScoringPool:
+  """The pool padded to whole batches of batch_per_device examples on every device.
+
+  Fixing the batch per device (not in all) gives each device the same computation
+  whatever their number, so scores, and selections, are identical on 1 and 8 devices.
+  """
+  batch_size = batch_per_device * mesh.size
+  count = len(images)
+  padded = -(-count // batch_size) * batch_size
+  filler = np.zeros((padded - count, *images.shape[1:]), images.dtype)
+  return ScoringPool(sharding.replicate(mesh, np.concatenate([images, filler])), count,
+                     batch_size, mesh)
 
 
 class Strategy:
   """Chooses `query_size` unlabeled pool examples. Subclasses implement `select`."""
   name = ""
-  needs_critic = False   # True if the strategy reads the WAAL critic
+  needs_critic = False   # True if the strategy reads the adversarially trained critic
 
   def __init__(self, nets: Networks, spec: data_lib.DatasetSpec, settings: QuerySettings,
                mesh):
     self.nets, self.spec, self.settings, self.mesh = nets, spec, settings, mesh
 
-  def select(self, key, variables: dict, pool: "ScoringPool", is_labeled: jax.Array,
+  def select(self, key, variables: dict, pool: ScoringPool, is_labeled: np.ndarray,
              query_size: int) -> np.ndarray:
-    """Pool indices (query_size,), none of them labeled; is_labeled is (N,) bool."""
+    """Pool indices (query_size,), distinct, none labeled; is_labeled is (N,) bool."""
     raise NotImplementedError
 
 
@@ -55,62 +96,79 @@ def names():
   return sorted(_REGISTRY)
 
 
+def get(name: str) -> Type[Strategy]:
+  if not isinstance(name, str) or name not in _REGISTRY:
+    raise UserError(f"query.strategy={name!r}: unknown strategy; choose one of "
+                    f"{', '.join(names())}")
+  return _REGISTRY[name]
+
+
 def create(nets: Networks, spec: data_lib.DatasetSpec, settings: QuerySettings,
            mesh) -> Strategy:
-  if settings.strategy not in _REGISTRY:
-    raise UserError(f"query.strategy: unknown strategy {settings.strategy!r}; "
-                    f"choose one of {', '.join(names())}")
-  return _REGISTRY[settings.strategy](nets, spec, settings, mesh)
-
-
-@dataclasses.dataclass(frozen=True)
-class ScoringPool:
-  """The pool on the devices, padded to whole scoring batches."""
-  images: jax.Array    # (M, H, W, C) uint8, M a multiple of batch_size
-  count: int           # real examples N <= M
-  batch_size: int
-
-
-def scoring_pool(mesh, images: np.ndarray, batch_size: int) -> ScoringPool:
-  if batch_size % mesh.size:
-    raise UserError(f"query.batch_size={batch_size}: must be a multiple of the "
-                    f"{mesh.size} devices")
-  count = len(images)
-  padded = -(-count // batch_size) * batch_size
-  filler = np.zeros((padded - count, *images.shape[1:]), images.dtype)
-  return ScoringPool(sharding.replicate(mesh, np.concatenate([images, filler])), count,
-                     batch_size)
+  return get(settings.strategy)(nets, spec, settings, mesh)
 
 
 class PoolScorer:
   """Applies a per-example function to the whole pool, batch by batch, on all devices.
 
-  `fn(variables, x)` maps normalised images (B, H, W, C) to an array or a dict of
-  arrays with leading axis B. Each batch is split over the devices, so a pool of N
-  takes N / (batch_size) calls whatever the number of devices.
+  `fn(variables, x, keys)` maps normalised images (B, H, W, C) to an array or a dict of
+  arrays with leading axis B; `keys` (B,) are the query key folded with each example's
+  pool position, so random draws do not depend on how the pool is batched. Each call
+  takes batch_per_device examples on every device.
   """
 
-  def __init__(self, fn: Callable, spec: data_lib.DatasetSpec, mesh, batch_size: int):
-    self.batch_size = batch_size
+  def __init__(self, fn: Callable, spec: data_lib.DatasetSpec, mesh, batch_per_device: int):
+    self.batch_size = batch_size = batch_per_device * mesh.size
 
-    def score_batch(variables, images, start):
+    def score_batch(variables, images, start, key):
       x = jax.lax.dynamic_slice_in_dim(images, start, batch_size)
       x = sharding.constrain_batch(mesh, data_lib.normalize(x, spec))
-      return fn(variables, x)
+      positions = start + jnp.arange(batch_size)
+      keys = jax.vmap(lambda p: jax.random.fold_in(key, p))(positions)
+      return fn(variables, x, keys)
 
     self._score_batch = jax.jit(score_batch)
 
-  def __call__(self, variables, pool: ScoringPool):
-    """fn over the pool: outputs with leading axis pool.count, on the devices."""
-    outputs = [self._score_batch(variables, pool.images, np.int32(start))
-               for start in range(0, pool.images.shape[0], self.batch_size)]
-    joined = jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
-    return jax.tree.map(lambda a: a[:pool.count], joined)
+  def __call__(self, variables, pool: ScoringPool, key=None):
+    """fn over the padded pool: outputs with leading axis M, on the devices."""
+    key = jax.random.key(0) if key is None else key
+    outputs = [self._score_batch(variables, pool.images, np.int32(start), key)
+               for start in range(0, pool.padded_count, self.batch_size)]
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
-def smallest_unlabeled(scores, is_labeled, *, k: int):
-  """Indices of the k smallest scores among unlabeled examples (ties: lower index)."""
-  masked = jnp.where(is_labeled, jnp.inf, scores)
-  _, indices = jax.lax.top_k(-masked, k)
+def smallest_selectable(scores, selectable, *, k: int):
+  """Indices of the k smallest scores among selectable examples (ties: lower index)."""
+  _, indices = jax.lax.top_k(-jnp.where(selectable, scores, jnp.inf), k)
   return indices
+
+
+def smallest_unlabeled(scores, is_labeled, *, k: int):
+  """The k smallest scores among examples that are not labeled."""
+  return smallest_selectable(scores, ~jnp.asarray(is_labeled), k=k)
+
+
+class ScoreStrategy(Strategy):
+  """A strategy that scores every example on its own and takes the smallest scores.
+
+  Subclasses define `example_scores(variables, x, keys) -> (B,)`: smaller = query first.
+  """
+
+  def __init__(self, nets, spec, settings, mesh):
+    super().__init__(nets, spec, settings, mesh)
+    self.scorer = PoolScorer(self.example_scores, spec, mesh, settings.batch_size)
+
+  def example_scores(self, variables, x, keys):
+    raise NotImplementedError
+
+  def select(self, key, variables, pool, is_labeled, query_size):
+    scores = self.scorer(variables, pool, key)
+    chosen = smallest_selectable(scores, pool.selectable(is_labeled), k=query_size)
+    return np.asarray(jax.device_get(chosen))
+
+  def log_probs(self, variables, x):
+    """log p(y|x) (B, K) in evaluation mode."""
+    params = variables["params"]
+    z, _ = self.nets.embed(params, variables["batch_stats"], x)
+    return jax.nn.log_softmax(self.nets.logits(params, z))

@@ -33,24 +33,17 @@ def waal_scores(log_probs, critic, *, selection: float, mixture: float, variant:
 
 
 @base.register
-class WAAL(base.Strategy):
+class WAAL(base.ScoreStrategy):
   name = "waal"
   needs_critic = True
 
-  def __init__(self, nets, spec, settings, mesh):
-    super().__init__(nets, spec, settings, mesh)
+  def example_scores(self, variables, x, keys):
+    del keys  # Deterministic.
+    params = variables["params"]
+    z, _ = self.nets.embed(params, variables["batch_stats"], x)
+    log_probs = jax.nn.log_softmax(self.nets.logits(params, z))
+    critic = self.nets.critic_value(params["critic"], z)
+    s = self.settings
+    return waal_scores(log_probs, critic, selection=s.selection, mixture=s.mixture,
+                       variant=s.variant)
 
-    def score(variables, x):
-      params = variables["params"]
-      z, _ = nets.embed(params, variables["batch_stats"], x, train=False)
-      log_probs = jax.nn.log_softmax(nets.logits(params, z))
-      critic = nets.critic_value(params["critic"], z)
-      return waal_scores(log_probs, critic, selection=settings.selection,
-                         mixture=settings.mixture, variant=settings.variant)
-
-    self._scorer = base.PoolScorer(score, spec, mesh, settings.batch_size)
-
-  def select(self, key, variables, pool, is_labeled, query_size):
-    del key  # Deterministic.
-    scores = self._scorer(variables, pool)
-    return jax.device_get(base.smallest_unlabeled(scores, is_labeled, k=query_size))

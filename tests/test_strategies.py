@@ -1,0 +1,188 @@
+"""The baseline strategies on hand-made cases whose answers are known."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from waal_jax import models
+from waal_jax import sharding
+from waal_jax import strategies
+from waal_jax.strategies import bald
+from waal_jax.strategies import deepfool
+from waal_jax.strategies import diversity
+from waal_jax.strategies import uncertainty
+
+
+def _log(p):
+  return jnp.log(jnp.asarray(p, jnp.float32))
+
+
+def _pick(scores, k):
+  return strategies.smallest_unlabeled(scores, jnp.zeros(len(scores), bool), k=k).tolist()
+
+
+def test_least_confidence_and_margin_pick_the_hand_computed_examples():
+  probs = [[0.50, 0.30, 0.20],    # top 0.50, margin 0.20
+           [0.45, 0.44, 0.11],    # top 0.45, margin 0.01
+           [0.40, 0.30, 0.30],    # top 0.40, margin 0.10
+           [0.90, 0.05, 0.05]]    # top 0.90, margin 0.85
+  confidence = uncertainty.least_confidence_scores(_log(probs))
+  np.testing.assert_allclose(confidence, [0.5, 0.45, 0.4, 0.9], rtol=1e-6)
+  assert _pick(confidence, 2) == [2, 1]
+  margin = uncertainty.margin_scores(_log(probs))
+  np.testing.assert_allclose(margin, [0.2, 0.01, 0.1, 0.85], atol=1e-6)
+  assert _pick(margin, 2) == [1, 2]
+
+
+def test_entropy_is_maximal_at_uniform():
+  rng = np.random.default_rng(0)
+  probs = np.concatenate([np.full((1, 4), 0.25), rng.dirichlet(np.ones(4), 300)])
+  h = np.asarray(uncertainty.entropy(_log(probs)))
+  assert h[0] == pytest.approx(np.log(4), rel=1e-6)
+  assert np.all(h[1:] < h[0])
+  assert _pick(-h, 1) == [0]
+
+
+def test_bald_is_zero_without_disagreement_and_positive_with_it():
+  same = jnp.stack([_log([[0.7, 0.3], [0.5, 0.5]])] * 10)          # (T, B, K)
+  np.testing.assert_allclose(bald.bald_scores(same), [0.0, 0.0], atol=1e-6)
+  # Two passes that disagree completely: H(mean) = log 2, mean H = 0 -> log 2.
+  disagree = jnp.stack([_log([[1 - 1e-7, 1e-7]]), _log([[1e-7, 1 - 1e-7]])])
+  assert bald.bald_scores(disagree)[0] == pytest.approx(np.log(2), abs=1e-4)
+
+
+def test_dbal_strategy_without_dropout_scores_zero():
+  spec = _fashion_spec()
+  mesh = sharding.make_mesh()
+  images = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)).astype(np.uint8)
+  pool = strategies.scoring_pool(mesh, images, 32)
+  for rate, positive in ((0.0, False), (0.5, True)):
+    nets = models.build("lenet5", num_classes=10, head_hidden=50, dropout_rate=rate)
+    variables = nets.init(jax.random.key(0), spec.image_shape)
+    strategy = strategies.create(nets, spec, strategies.QuerySettings("dbal", batch_size=32),
+                                 mesh)
+    scores = -np.asarray(strategy.scorer(variables, pool, jax.random.key(1)))
+    if positive:
+      assert np.all(scores > 1e-7)
+    else:
+      np.testing.assert_allclose(scores, 0.0, atol=1e-6)
+
+
+def _fashion_spec():
+  from waal_jax import data  # pylint: disable=g-import-not-at-top
+  return data.get_spec("fashion_mnist")
+
+
+def test_k_center_picks_the_point_farthest_from_the_labeled_set_first():
+  points = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [10.0, 10.0], [9.0, 10.0],
+                      [-3.0, 0.0]])
+  labeled = np.array([0])
+  min_sq = diversity.min_sq_distances_to(points, labeled, chunk=4)
+  np.testing.assert_allclose(min_sq, [0, 1, 4, 200, 181, 9])
+  selectable = jnp.array([False, True, True, True, True, True])
+  picks = diversity.k_center_greedy(points, min_sq, selectable, k=3).tolist()
+  # First the farthest (10, 10); then (-3, 0) at 9 beats (9, 10) now at 1 from the pick.
+  assert picks == [3, 5, 2]
+
+
+def test_k_center_chunked_equals_unchunked():
+  rng = np.random.default_rng(0)
+  points = jnp.asarray(rng.normal(size=(500, 16)), jnp.float32)
+  labeled = rng.choice(500, 70, replace=False)
+  selectable = np.ones(500, bool)
+  selectable[labeled] = False
+  whole = diversity.min_sq_distances_to(points, labeled, chunk=70)
+  picks = diversity.k_center_greedy(points, whole, jnp.asarray(selectable), k=25).tolist()
+  assert len(set(picks)) == 25 and not set(picks) & set(labeled.tolist())
+  for chunk in (1, 16, 64):
+    chunked = diversity.min_sq_distances_to(points, labeled, chunk=chunk)
+    # Equal up to float rounding (the matrix products have other shapes) ...
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-4)
+    # ... and the same selection.
+    assert diversity.k_center_greedy(points, chunked, jnp.asarray(selectable),
+                                     k=25).tolist() == picks
+  # And the brute-force definition.
+  brute = ((np.asarray(points)[:, None] - np.asarray(points)[labeled][None]) ** 2).sum(-1).min(1)
+  np.testing.assert_allclose(whole, brute, rtol=1e-4, atol=1e-4)
+
+
+def test_k_median_centers_land_in_each_of_two_separated_clusters():
+  rng = np.random.default_rng(0)
+  left = rng.normal(-10.0, 1.0, (300, 8))
+  right = rng.normal(10.0, 1.0, (212, 8))
+  points = jnp.asarray(np.concatenate([left, right]), jnp.float32)
+  mesh = sharding.make_mesh()
+  selectable = jnp.ones(512, bool)
+  # Start both centers in the left cluster: the iterations must move one right.
+  assign, _ = diversity.l1_assign(mesh, points, points[jnp.array([0, 1])])
+  centers = points[jnp.array([0, 1])]
+  update = jax.jit(diversity.coordinate_medians)
+  for _ in range(10):
+    assign, _ = diversity.l1_assign(mesh, points, centers)
+    centers = update(points, assign, selectable, centers)
+  centers = np.sort(np.asarray(centers)[:, 0])
+  assert centers[0] < -8 and centers[1] > 8
+  picks = diversity.k_median(mesh, points, selectable, jax.random.key(0), k=2, iterations=10)
+  assert sorted(int(p) < 300 for p in picks) == [False, True]   # one example from each
+
+
+def test_l1_assignment_and_medians_match_numpy():
+  rng = np.random.default_rng(1)
+  points = rng.normal(size=(256, 5)).astype(np.float32)
+  centers = points[:4]
+  mesh = sharding.make_mesh()
+  assign, dist = diversity.l1_assign(mesh, jnp.asarray(points), jnp.asarray(centers))
+  l1 = np.abs(points[:, None] - centers[None]).sum(-1)
+  np.testing.assert_array_equal(assign, l1.argmin(1))
+  np.testing.assert_allclose(dist, l1.min(1), rtol=1e-5)
+  valid = np.ones(256, bool)
+  valid[-6:] = False
+  medians = diversity.coordinate_medians(jnp.asarray(points), assign, jnp.asarray(valid),
+                                         jnp.zeros((4, 5)))
+  for c in range(4):
+    members = np.sort(points[(np.asarray(assign) == c) & valid], axis=0)
+    lower_median = members[(len(members) - 1) // 2]
+    span = points[valid].max(0) - points[valid].min(0)
+    np.testing.assert_array_less(np.abs(medians[c] - lower_median), span / 64**2)
+
+
+def test_nearest_members_fill_empty_clusters_with_distinct_points():
+  assign = jnp.array([0, 0, 2, 2, 2, 0])        # cluster 1 is empty
+  dist = jnp.array([3.0, 1.0, 5.0, 0.5, 9.0, 2.0])
+  picks = diversity.nearest_members(assign, dist, jnp.ones(6, bool), k=3).tolist()
+  assert picks[:2] == [1, 3]                    # the nearest member of clusters 0 and 2
+  assert picks[2] == 4                          # then the farthest of the rest
+  assert len(set(picks)) == 3
+
+
+def test_deepfool_on_a_linear_classifier_is_the_exact_distance():
+  rng = np.random.default_rng(0)
+  w = rng.normal(size=(6, 2)).astype(np.float32)
+  b = rng.normal(size=2).astype(np.float32)
+  x = rng.normal(size=(40, 6)).astype(np.float32)
+  logits_fn = lambda v: v @ w + b
+  distances = deepfool.deepfool_distances(logits_fn, jnp.asarray(x), iterations=5,
+                                          overshoot=0.02, candidates=2)
+  f = x @ w + b
+  expected = np.abs(f[:, 1] - f[:, 0]) / np.linalg.norm(w[:, 1] - w[:, 0])
+  np.testing.assert_allclose(distances, expected, atol=1e-4)
+
+
+def test_deepfool_multiclass_linear_finds_the_nearest_boundary():
+  # Three classes, linear: the distance is the smallest over the other classes k of
+  # |f_k - f_label| / ||w_k - w_label|| (one step, exact).
+  rng = np.random.default_rng(1)
+  w = rng.normal(size=(5, 3)).astype(np.float32)
+  x = rng.normal(size=(30, 5)).astype(np.float32)
+  logits_fn = lambda v: v @ w
+  distances = deepfool.deepfool_distances(logits_fn, jnp.asarray(x), iterations=5,
+                                          overshoot=0.02, candidates=3)
+  f = x @ w
+  label = f.argmax(1)
+  expected = []
+  for i in range(30):
+    others = [k for k in range(3) if k != label[i]]
+    expected.append(min(abs(f[i, k] - f[i, label[i]]) / np.linalg.norm(w[:, k] - w[:, label[i]])
+                        for k in others))
+  np.testing.assert_allclose(distances, expected, atol=1e-4)

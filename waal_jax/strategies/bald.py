@@ -1,0 +1,40 @@
+"""DBAL: Bayesian active learning by disagreement with MC dropout (Gal et al., 2017).
+
+BALD(x) = H[mean_t p_t(y|x)] - mean_t H[p_t(y|x)], the mutual information between the
+label and the weights, estimated from T stochastic forward passes with dropout on.
+Dropout sits only in the classifier head, so the features are computed once and only
+the head runs T times: all on the device, in the same batches as the other scorers.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from waal_jax.strategies import base
+from waal_jax.strategies.uncertainty import entropy
+
+
+def bald_scores(log_probs_samples):
+  """(T, B, K) log-probabilities of T passes -> (B,) mutual information (>= 0)."""
+  mean_probs = jnp.mean(jnp.exp(log_probs_samples), axis=0)
+  predictive = -jnp.sum(mean_probs * jnp.log(jnp.maximum(mean_probs, 1e-30)), axis=-1)
+  return predictive - jnp.mean(entropy(log_probs_samples), axis=0)
+
+
+@base.register
+class DBAL(base.ScoreStrategy):
+  name = "dbal"
+
+  def example_scores(self, variables, x, keys):
+    params = variables["params"]
+    z, _ = self.nets.embed(params, variables["batch_stats"], x)
+
+    def one_pass(t):
+      # Dropout masks drawn per example from its own key: the same on any device count.
+      def one_example(z_i, key_i):
+        logits = self.nets.logits(params, z_i[None], train=True,
+                                  dropout_key=jax.random.fold_in(key_i, t))
+        return jax.nn.log_softmax(logits[0])
+      return jax.vmap(one_example)(z, keys)                          # (B, K)
+
+    samples = jax.vmap(one_pass)(jnp.arange(self.settings.mc_samples))   # (T, B, K)
+    return -bald_scores(samples)   # The largest disagreement first.

@@ -1,0 +1,150 @@
+"""DeepFool active learning (Ducoffe & Precioso, 2018): query the examples closest to
+the decision boundary, measured by the norm of their DeepFool perturbation
+(Moosavi-Dezfooli et al., 2016) in the normalised input space, smallest first.
+
+Each DeepFool step linearises the network at the current point, moves to the nearest
+linearised boundary among the candidate classes, and stops once the predicted label
+changes (tested with a small overshoot) or after `deepfool_iterations` steps.
+
+Examples need different numbers of steps, so the pool is processed as a work queue: a
+fixed set of slots (one scoring batch, split over the devices) steps together, and a
+slot whose example is done takes the next one. Every step is one jitted call on
+fixed shapes; the host only refills slots.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from waal_jax import data as data_lib
+from waal_jax import objectives
+from waal_jax import sharding
+from waal_jax.strategies import base
+
+
+def deepfool_step(logits_fn, x0, r, label, candidates, fresh, *, overshoot: float):
+  """One DeepFool step for a batch.
+
+  Args:
+    logits_fn: (B, ...) inputs -> (B, K) logits.
+    x0: (B, ...) original inputs.
+    r: (B, ...) perturbation found so far (ignored, i.e. 0, where `fresh`).
+    label: (B,) int32 original predictions (set here where `fresh`).
+    candidates: (B, C) int32 classes to try besides the label (set here where `fresh`:
+      the C classes with the largest original logits after the label).
+    fresh: (B,) bool, examples starting now.
+    overshoot: the point tested is x0 + (1 + overshoot) r.
+
+  Returns:
+    (fooled (B,) bool: the tested point is already classified differently,
+     r_next (B, ...): r plus this step's move to the nearest linearised boundary,
+     label, candidates).
+  """
+  expand = lambda m: m.reshape(-1, *([1] * (x0.ndim - 1)))
+  r = jnp.where(expand(fresh), 0.0, r)
+  x = x0 + (1.0 + overshoot) * r
+  logits, vjp = jax.vjp(logits_fn, x)
+  prediction = jnp.argmax(logits, axis=-1)
+  label = jnp.where(fresh, prediction, label)
+  by_logit = jnp.argsort(-logits, axis=-1)[:, 1:1 + candidates.shape[1]]
+  candidates = jnp.where(fresh[:, None], by_logit, candidates)
+  fooled = prediction != label
+  num_classes = logits.shape[-1]
+  onehot_label = jax.nn.one_hot(label, num_classes, dtype=logits.dtype)
+
+  def boundary(k):                           # (B,) one candidate class per example
+    direction = jax.nn.one_hot(k, num_classes, dtype=logits.dtype) - onehot_label
+    w, = vjp(direction)                      # gradient of f_k - f_label: (B, ...)
+    return w, jnp.sum(logits * direction, axis=-1)
+
+  # One plain backward pass per candidate: a vmap over the cotangents batches the
+  # convolution transposes into layouts that XLA:CPU runs ~8x slower.
+  w, f = (jnp.stack(parts) for parts in zip(
+      *[boundary(candidates[:, c]) for c in range(candidates.shape[1])]))  # (C, B, ...), (C, B)
+  w_norm = objectives.safe_norm(w.reshape(*w.shape[:2], -1))          # (C, B)
+  nearest = jnp.argmin(jnp.abs(f) / jnp.maximum(w_norm, 1e-12), axis=0)   # (B,)
+  batch = jnp.arange(x0.shape[0])
+  w_l, f_l, norm_l = w[nearest, batch], f[nearest, batch], w_norm[nearest, batch]
+  step = expand(jnp.abs(f_l) / jnp.maximum(norm_l, 1e-12) ** 2) * w_l
+  return fooled, r + step, label, candidates
+
+
+def deepfool_distances(logits_fn, x0, *, iterations: int, overshoot: float,
+                       candidates: int):
+  """||r|| of DeepFool for a whole batch at once (small problems and tests)."""
+  b = x0.shape[0]
+  r = jnp.zeros_like(x0)
+  label = jnp.zeros(b, jnp.int32)
+  classes = jnp.zeros((b, candidates - 1), jnp.int32)
+  done = jnp.zeros(b, bool)
+  fresh = jnp.ones(b, bool)
+  for _ in range(iterations + 1):
+    fooled, r_next, label, classes = deepfool_step(logits_fn, x0, r, label, classes, fresh,
+                                                   overshoot=overshoot)
+    fresh = jnp.zeros(b, bool)
+    done = done | fooled
+    r = jnp.where(done.reshape(-1, *([1] * (r.ndim - 1))), r, r_next)
+  return objectives.safe_norm(r.reshape(b, -1))
+
+
+@base.register
+class DeepFool(base.Strategy):
+  name = "deepfool"
+
+  def __init__(self, nets, spec, settings, mesh):
+    super().__init__(nets, spec, settings, mesh)
+    self._step = jax.jit(functools.partial(self._slots_step, nets, spec, mesh, settings))
+
+  @staticmethod
+  def _slots_step(nets, spec, mesh, settings, variables, images, slots, fresh, r, label,
+                  candidates, steps):
+    """Advances every slot by one DeepFool step; fresh slots start their example."""
+    def logits_fn(x):
+      z, _ = nets.embed(variables["params"], variables["batch_stats"], x)
+      return nets.logits(variables["params"], z)
+
+    x0 = sharding.constrain_batch(mesh, data_lib.normalize(images[slots], spec))
+    fooled, r_next, label, candidates = deepfool_step(
+        logits_fn, x0, r, label, candidates, fresh, overshoot=settings.deepfool_overshoot)
+    r = jnp.where(fresh.reshape(-1, *([1] * (r.ndim - 1))), 0.0, r)
+    steps = jnp.where(fresh, 0, steps)
+    done = fooled | (steps >= settings.deepfool_iterations)
+    r = jnp.where(done.reshape(-1, *([1] * (r.ndim - 1))), r, r_next)
+    distance = objectives.safe_norm(r.reshape(r.shape[0], -1))
+    return r, label, candidates, steps + 1, done, distance
+
+  def select(self, key, variables, pool, is_labeled, query_size):
+    del key  # Deterministic.
+    todo = np.flatnonzero(np.asarray(pool.selectable(is_labeled)))   # the queue
+    b = pool.batch_size
+    distances = np.full(pool.padded_count, np.inf, np.float32)
+    slots = np.zeros(b, np.int32)
+    live = np.zeros(b, bool)                 # slot holds an unfinished example
+    fresh = np.zeros(b, bool)
+    shape = pool.images.shape[1:]
+    put = functools.partial(sharding.replicate, self.mesh)
+    r = put(np.zeros((b, *shape), np.float32))
+    label = put(np.zeros(b, np.int32))
+    candidates = put(np.zeros((b, max(self.settings.deepfool_candidates - 1, 1)), np.int32))
+    steps = put(np.zeros(b, np.int32))
+    next_item = 0
+    while True:
+      free = np.flatnonzero(~live)
+      take = min(len(free), len(todo) - next_item)
+      slots[free[:take]] = todo[next_item:next_item + take]
+      live[free[:take]] = True
+      fresh[:] = False
+      fresh[free[:take]] = True
+      next_item += take
+      if not live.any():
+        break
+      r, label, candidates, steps, done, distance = self._step(
+          variables, pool.images, slots, fresh, r, label, candidates, steps)
+      done, distance = jax.device_get((done, distance))
+      finished = live & done
+      distances[slots[finished]] = distance[finished]
+      live &= ~done
+    chosen = np.argsort(distances, kind="stable")[:query_size]
+    return chosen
