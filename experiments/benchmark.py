@@ -1,15 +1,24 @@
-r"""Times the parts of a round and prints one JSON object per line.
+r"""Times the parts of a round and prints one JSON object per line on stdout.
 
-  python -m experiments.benchmark --config=fashion_mnist [--repeats=5] [--steps=50]
+  python -m experiments.benchmark --config=fashion_mnist [--repeats=5] [--steps=50] \
+      [--strategies=all] [--train_epochs=2]
 
-Each figure is the median of --repeats timings after one warm-up (compilation)
-run: a WAAL training step (ms), a full epoch over the unlabeled pool (s), the
-evaluation of the validation split (images/s) and the WAAL query over the whole
-unlabeled pool (s). The network is untrained: none of these times depends on the
-weights. The labeled set is the config's initial one.
+Each figure is the median of several timings after one warm-up (compilation) run:
+  train_step  one WAAL training step (ms), --steps steps at a time;
+  epoch       a full epoch over the unlabeled pool (s);
+  evaluation  the validation split (images/s);
+  query       each strategy's query of `al.query_size` examples from the whole
+              unlabeled pool (s), all with the same network, trained first for
+              --train_epochs WAAL epochs on the initial labels (DeepFool's cost
+              depends on the weights).
+Then Table 1: every strategy's query time relative to WAAL's, ours beside the
+paper's (their Table 1 was measured on SVHN), as a JSON line and, on stderr, a table.
 """
 
+import csv
+import dataclasses
 import json
+import os
 import statistics
 import time
 
@@ -20,8 +29,17 @@ from absl import logging
 from experiments import cli
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timings per figure (the median is printed).")
+_QUERY_REPEATS = flags.DEFINE_integer("query_repeats", 3, "Timings per strategy's query.")
 _STEPS = flags.DEFINE_integer("steps", 50, "Training steps per train_step timing.")
 _EPOCH_REPEATS = flags.DEFINE_integer("epoch_repeats", 2, "Timings of a full epoch.")
+_TRAIN_EPOCHS = flags.DEFINE_integer("train_epochs", 2,
+                                     "WAAL epochs that train the network the queries use "
+                                     "(0: untrained).")
+_STRATEGIES = flags.DEFINE_list("strategies", ["all"], "Strategies to time, or 'all'.")
+_SKIP = flags.DEFINE_list("skip", [], "Parts to skip: train_step, epoch, evaluation, query.")
+
+PAPER_QUERY_TIME = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper",
+                                "paper_query_time.csv")
 
 
 def _median_seconds(fn, repeats: int):
@@ -34,6 +52,11 @@ def _median_seconds(fn, repeats: int):
   return statistics.median(samples), samples
 
 
+def _paper_relative_times():
+  with open(PAPER_QUERY_TIME) as f:
+    return {row["method"]: float(row["relative_query_time"]) for row in csv.DictReader(f)}
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -42,11 +65,20 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from waal_jax import loop  # pylint: disable=g-import-not-at-top
+  from waal_jax import settings as settings_lib  # pylint: disable=g-import-not-at-top
   from waal_jax import sharding  # pylint: disable=g-import-not-at-top
+  from waal_jax import strategies  # pylint: disable=g-import-not-at-top
   from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 
   config = cli.CONFIG.value
+  names = strategies.names() if _STRATEGIES.value == ["all"] else _STRATEGIES.value
   try:
+    for name in names:
+      strategies.get(name)
+    with config.unlocked():
+      config.query.strategy = "waal"      # The network all strategies query: WAAL's,
+      config.train.adversarial = "wasserstein"
+      config.train.epochs = max(_TRAIN_EPOCHS.value, 1)   # trained this many epochs.
     exp = loop.build(config, log=cli.log)
   except UserError as e:
     cli.fail(str(e))
@@ -73,29 +105,62 @@ def main(argv):
       jax.block_until_ready(sums)
     return run
 
-  n = min(_STEPS.value, inputs.steps)
-  seconds, samples = _median_seconds(steps(n), _REPEATS.value)
-  emit({"what": "train_step", "adversarial": trainer.settings.adversarial,
-        "batch_size": trainer.settings.batch_size, "ms_per_step": 1000 * seconds / n,
-        "samples_ms": [round(1000 * s / n, 3) for s in samples]})
+  if "train_step" not in _SKIP.value:
+    n = min(_STEPS.value, inputs.steps)
+    seconds, samples = _median_seconds(steps(n), _REPEATS.value)
+    emit({"what": "train_step", "adversarial": trainer.settings.adversarial,
+          "batch_size": trainer.settings.batch_size, "ms_per_step": 1000 * seconds / n,
+          "samples_ms": [round(1000 * s / n, 3) for s in samples]})
 
-  seconds, samples = _median_seconds(steps(inputs.steps), _EPOCH_REPEATS.value)
-  emit({"what": "epoch", "steps": inputs.steps, "seconds": seconds,
-        "samples": [round(s, 3) for s in samples]})
+  if "epoch" not in _SKIP.value:
+    seconds, samples = _median_seconds(steps(inputs.steps), _EPOCH_REPEATS.value)
+    emit({"what": "epoch", "steps": inputs.steps, "seconds": seconds,
+          "samples": [round(s, 3) for s in samples]})
 
   variables = {"params": state[0].params, "batch_stats": state[0].batch_stats}
-  seconds, _ = _median_seconds(lambda: trainer.accuracy(variables, exp.device_data.val),
-                               _REPEATS.value)
-  emit({"what": "evaluation", "examples": exp.device_data.val.count, "seconds": seconds,
-        "images_per_second": exp.device_data.val.count / seconds})
+  if "evaluation" not in _SKIP.value:
+    seconds, _ = _median_seconds(lambda: trainer.accuracy(variables, exp.device_data.val),
+                                 _REPEATS.value)
+    emit({"what": "evaluation", "examples": exp.device_data.val.count, "seconds": seconds,
+          "images_per_second": exp.device_data.val.count / seconds})
 
+  if "query" in _SKIP.value:
+    return
+  start = time.time()
+  fit = trainer.fit(keys[1], exp.device_data, labeled, exp.al.query_size,
+                    log=lambda _: None) if _TRAIN_EPOCHS.value > 0 else None
+  if fit is not None:
+    cli.log(f"trained the query network for {len(fit.epochs)} epoch(s) in "
+            f"{time.time() - start:.0f}s (validation accuracy {fit.best_val_accuracy:.4f})")
+    variables = fit.variables
   is_labeled = np.zeros(pool_count, bool)
   is_labeled[labeled] = True
-  seconds, samples = _median_seconds(
-      lambda: exp.strategy.select(keys[0], variables, exp.pool, is_labeled,
-                                  exp.al.query_size), _REPEATS.value)
-  emit({"what": "query", "strategy": exp.query.strategy, "pool_size": pool_count - len(labeled),
-        "seconds": seconds, "samples": [round(s, 3) for s in samples]})
+  query_settings = settings_lib.query_settings(config)
+  timings = {}
+  for name in names:
+    strategy = strategies.create(exp.trainer.nets, exp.splits.spec,
+                                 dataclasses.replace(query_settings, strategy=name), exp.mesh)
+    seconds, samples = _median_seconds(
+        lambda: strategy.select(keys[0], variables, exp.pool, is_labeled, exp.al.query_size),
+        _QUERY_REPEATS.value)
+    timings[name] = seconds
+    emit({"what": "query", "strategy": name, "pool_size": pool_count - len(labeled),
+          "query_size": exp.al.query_size, "seconds": seconds,
+          "samples": [round(s, 3) for s in samples]})
+
+  if "waal" in timings:
+    paper = _paper_relative_times()
+    relative = {name: {"ours": timings[name] / timings["waal"], "paper": paper.get(name)}
+                for name in names}
+    emit({"what": "table1", "relative_to_waal": relative,
+          "paper_dataset": "svhn", "ours_dataset": config.data.name})
+    lines = ["| strategy | query (s) | ours / WAAL | paper / WAAL (SVHN) |",
+             "| --- | --- | --- | --- |"]
+    for name in names:
+      p = relative[name]["paper"]
+      lines.append(f"| {name} | {timings[name]:.2f} | {relative[name]['ours']:.2f} | "
+                   f"{'-' if p is None else f'{p:.2f}'} |")
+    cli.log("Table 1 (query time relative to WAAL):\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

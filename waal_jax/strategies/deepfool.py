@@ -119,16 +119,16 @@ class DeepFool(base.Strategy):
     del key  # Deterministic.
     todo = np.flatnonzero(np.asarray(pool.selectable(is_labeled)))   # the queue
     b = pool.batch_size
+    smallest = 8 * self.mesh.size           # the slot count never shrinks below this
     distances = np.full(pool.padded_count, np.inf, np.float32)
     slots = np.zeros(b, np.int32)
     live = np.zeros(b, bool)                 # slot holds an unfinished example
     fresh = np.zeros(b, bool)
-    shape = pool.images.shape[1:]
     put = functools.partial(sharding.replicate, self.mesh)
-    r = put(np.zeros((b, *shape), np.float32))
-    label = put(np.zeros(b, np.int32))
-    candidates = put(np.zeros((b, max(self.settings.deepfool_candidates - 1, 1)), np.int32))
-    steps = put(np.zeros(b, np.int32))
+    state = (put(np.zeros((b, *pool.images.shape[1:]), np.float32)),   # r
+             put(np.zeros(b, np.int32)),                                 # label
+             put(np.zeros((b, self.settings.deepfool_candidates - 1), np.int32)),
+             put(np.zeros(b, np.int32)))                                 # steps taken
     next_item = 0
     while True:
       free = np.flatnonzero(~live)
@@ -140,11 +140,19 @@ class DeepFool(base.Strategy):
       next_item += take
       if not live.any():
         break
-      r, label, candidates, steps, done, distance = self._step(
-          variables, pool.images, slots, fresh, r, label, candidates, steps)
+      if next_item == len(todo) and live.sum() <= b // 8 and b // 8 >= smallest:
+        # The queue is empty and few examples remain (the slow ones): carry them on in
+        # fewer slots rather than stepping mostly idle ones.
+        keep = np.flatnonzero(live)
+        b //= 8
+        index = np.zeros(b, np.int32)
+        index[:len(keep)] = keep
+        state = tuple(put(np.asarray(a)[index]) for a in state)
+        slots, fresh = slots[index], fresh[index]
+        live = np.arange(b) < len(keep)
+      *state, done, distance = self._step(variables, pool.images, slots, fresh, *state)
       done, distance = jax.device_get((done, distance))
       finished = live & done
       distances[slots[finished]] = distance[finished]
       live &= ~done
-    chosen = np.argsort(distances, kind="stable")[:query_size]
-    return chosen
+    return np.argsort(distances, kind="stable")[:query_size]

@@ -96,12 +96,16 @@ def _row_block(rows_per_device: int, limit: int = 256) -> int:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def l1_assign(mesh, points, centers):
+def l1_assign(mesh, points, centers, group: int = 8):
   """(nearest center by L1 distance, that distance) per point: (M,) int32, (M,).
 
   Rows are split over the devices; each device walks its rows in blocks and the
-  feature dimension in a loop, so memory is rows x B, never M x B x D.
+  feature dimension `group` columns at a time, so memory stays at rows x B (never
+  M x B x D) and each pass over the rows x B accumulator adds `group` columns.
   """
+  pad = -points.shape[1] % group            # zero columns add |0 - 0| = 0
+  points = jnp.pad(points, ((0, 0), (0, pad)))
+  centers = jnp.pad(centers, ((0, 0), (0, pad)))
   m, d = points.shape
   block = _row_block(m // mesh.size)
 
@@ -109,13 +113,14 @@ def l1_assign(mesh, points, centers):
     centers_t = centers.T                                            # (D, B)
 
     def one_block(rows):                                             # (block, D)
-      def add_dim(i, acc):
-        column = jax.lax.dynamic_index_in_dim(rows, i, axis=1, keepdims=False)
-        return acc + jnp.abs(column[:, None] - centers_t[i][None, :])
+      def add_columns(i, acc):
+        cols = jax.lax.dynamic_slice_in_dim(rows, i * group, group, axis=1)        # (block, g)
+        cents = jax.lax.dynamic_slice_in_dim(centers_t, i * group, group, axis=0)  # (g, B)
+        return acc + jnp.sum(jnp.abs(cols[:, :, None] - cents[None, :, :]), axis=1)
       zeros = jnp.zeros((rows.shape[0], centers.shape[0]), rows.dtype)
       # The carry differs per device, as the rows do ("varying" in shard_map's types).
       zeros = jax.lax.pcast(zeros, (sharding.DATA_AXIS,), to="varying")
-      dist = jax.lax.fori_loop(0, d, add_dim, zeros)
+      dist = jax.lax.fori_loop(0, d // group, add_columns, zeros)
       return jnp.argmin(dist, axis=-1).astype(jnp.int32), jnp.min(dist, axis=-1)
 
     assign, dist = jax.lax.map(one_block, points_local.reshape(-1, block, d))
