@@ -1,18 +1,23 @@
 r"""Times the parts of a round and prints one JSON object per line on stdout.
 
-  python -m experiments.benchmark --config=fashion_mnist [--repeats=5] [--steps=50] \
-      [--strategies=all] [--train_epochs=2]
+  python -m experiments.benchmark --config=fashion_mnist [--skip=epoch,query] \
+      [--strategies=all] [--repeats=5] [--budget_seconds=60]
 
-Each figure is the median of several timings after one warm-up (compilation) run:
-  train_step  one WAAL training step (ms), --steps steps at a time;
-  epoch       a full epoch over the unlabeled pool (s);
-  evaluation  the validation split (images/s);
-  query       each strategy's query of `al.query_size` examples from the whole
-              unlabeled pool (s), all with the same network, trained first for
-              --train_epochs WAAL epochs on the initial labels (DeepFool's cost
-              depends on the weights).
-Then Table 1: every strategy's query time relative to WAAL's, ours beside the
-paper's (their Table 1 was measured on SVHN), as a JSON line and, on stderr, a table.
+Each figure is the median of --repeats timings after one warm-up (compilation) run:
+  train_step        one WAAL training step (ms);
+  train_step_torch  the same step in tight PyTorch (experiments/torch_reference.py),
+                    when torch is installed, measured in the same run, and
+  train_step_ratio  JAX / PyTorch;
+  epoch             a full epoch over the unlabeled pool (s), or its estimate from the
+                    step time when a real one would exceed the budget ("estimated");
+  evaluation        the validation split (images/s);
+  query             each strategy's query of `al.query_size` examples from the whole
+                    unlabeled pool (s), all with the same network, trained first for
+                    --train_epochs WAAL epochs on the initial labels;
+  table1            every strategy's query time relative to WAAL's beside the paper's
+                    Table 1 (measured on SVHN); also as a table on stderr.
+Where the dataset is not available (CIFAR-10 here), random images of its Table 2 sizes
+stand in ("data": "synthetic"): none of these times depends on the pixel values.
 """
 
 import csv
@@ -30,13 +35,15 @@ from experiments import cli
 
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timings per figure (the median is printed).")
 _QUERY_REPEATS = flags.DEFINE_integer("query_repeats", 3, "Timings per strategy's query.")
-_STEPS = flags.DEFINE_integer("steps", 50, "Training steps per train_step timing.")
-_EPOCH_REPEATS = flags.DEFINE_integer("epoch_repeats", 2, "Timings of a full epoch.")
+_STEPS = flags.DEFINE_integer("steps", 50, "Most training steps per train_step timing.")
+_BUDGET = flags.DEFINE_float("budget_seconds", 60.0,
+                             "Rough time per figure: fewer steps or an estimate beyond it.")
 _TRAIN_EPOCHS = flags.DEFINE_integer("train_epochs", 2,
                                      "WAAL epochs that train the network the queries use "
                                      "(0: untrained).")
 _STRATEGIES = flags.DEFINE_list("strategies", ["all"], "Strategies to time, or 'all'.")
-_SKIP = flags.DEFINE_list("skip", [], "Parts to skip: train_step, epoch, evaluation, query.")
+_SKIP = flags.DEFINE_list("skip", [], "Parts to skip: train_step, torch, epoch, evaluation, "
+                          "query.")
 
 PAPER_QUERY_TIME = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper",
                                 "paper_query_time.csv")
@@ -57,6 +64,10 @@ def _paper_relative_times():
     return {row["method"]: float(row["relative_query_time"]) for row in csv.DictReader(f)}
 
 
+def _steps_within_budget(seconds_per_step: float, repeats: int, limit: int) -> int:
+  return max(1, min(limit, int(_BUDGET.value / max(repeats, 1) / seconds_per_step)))
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -64,6 +75,7 @@ def main(argv):
   xla_tuning.tune_cpu_flags()
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from waal_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from waal_jax import loop  # pylint: disable=g-import-not-at-top
   from waal_jax import settings as settings_lib  # pylint: disable=g-import-not-at-top
   from waal_jax import sharding  # pylint: disable=g-import-not-at-top
@@ -72,6 +84,7 @@ def main(argv):
 
   config = cli.CONFIG.value
   names = strategies.names() if _STRATEGIES.value == ["all"] else _STRATEGIES.value
+  source = "real"
   try:
     for name in names:
       strategies.get(name)
@@ -79,7 +92,22 @@ def main(argv):
       config.query.strategy = "waal"      # The network all strategies query: WAAL's,
       config.train.adversarial = "wasserstein"
       config.train.epochs = max(_TRAIN_EPOCHS.value, 1)   # trained this many epochs.
-    exp = loop.build(config, log=cli.log)
+    settings_lib.check(config)
+    try:
+      splits = data_lib.load(
+          config.data.name, seed=config.seed, data_dir=config.data.data_dir or None,
+          manual_dir=config.data.manual_dir or None, cache_dir=config.data.cache_dir or None,
+          download=config.data.download, pool_size=config.data.pool_size,
+          val_size=config.data.val_size, log=cli.log)
+    except UserError as e:
+      if "no data found" not in str(e):
+        raise
+      cli.log(f"{config.data.name} is not available here: timing random images of its "
+              "Table 2 sizes instead")
+      splits = data_lib.synthetic_splits(data_lib.get_spec(config.data.name), seed=config.seed,
+                                         pool_size=config.data.pool_size)
+      source = "synthetic"
+    exp = loop.build(config, log=cli.log, splits=splits)
   except UserError as e:
     cli.fail(str(e))
   trainer = exp.trainer
@@ -90,7 +118,7 @@ def main(argv):
   keys = jax.random.split(jax.random.key(1), 3)
   plan = trainer.epoch_plan(keys[0], inputs)
   hyper = trainer.hyper(inputs, 0)
-  common = {"config": config.data.name, "model": config.model.name,
+  common = {"config": config.data.name, "data": source, "model": config.model.name,
             "device": sharding.describe_devices(), "jax": jax.__version__}
 
   def emit(record):
@@ -105,17 +133,58 @@ def main(argv):
       jax.block_until_ready(sums)
     return run
 
+  step_seconds = None
   if "train_step" not in _SKIP.value:
-    n = min(_STEPS.value, inputs.steps)
-    seconds, samples = _median_seconds(steps(n), _REPEATS.value)
+    steps(1)()                                     # compiles
+    start = time.perf_counter()
+    steps(3)()
+    rough = (time.perf_counter() - start) / 3      # a first estimate, to fit the budget
+    n = _steps_within_budget(rough, _REPEATS.value, min(_STEPS.value, inputs.steps))
+    step_seconds, samples = _median_seconds(steps(n), _REPEATS.value)
+    step_seconds /= n
     emit({"what": "train_step", "adversarial": trainer.settings.adversarial,
-          "batch_size": trainer.settings.batch_size, "ms_per_step": 1000 * seconds / n,
+          "batch_size": trainer.settings.batch_size, "steps_per_timing": n,
+          "ms_per_step": 1000 * step_seconds,
           "samples_ms": [round(1000 * s / n, 3) for s in samples]})
 
+  if "torch" not in _SKIP.value and "train_step" not in _SKIP.value:
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+      from experiments import torch_reference  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      cli.log("torch is not installed: no PyTorch comparison (pip install torch)")
+    else:
+      torch.set_num_threads(os.cpu_count())
+      spec = exp.splits.spec
+      torch_step = torch_reference.WAALStep(
+          config.model.name, spec.image_shape, 4096, trainer.settings.batch_size,
+          feature_dim=config.model.feature_dim or None, hidden=config.model.head_hidden)
+      torch_step.step()
+      start = time.perf_counter()
+      torch_step.step()
+      torch_step.step()
+      n = _steps_within_budget((time.perf_counter() - start) / 2, _REPEATS.value,
+                               _STEPS.value)
+
+      def torch_steps():
+        for _ in range(n):
+          torch_step.step()
+
+      torch_seconds, samples = _median_seconds(torch_steps, _REPEATS.value)
+      torch_seconds /= n
+      emit({"what": "train_step_torch", "torch": torch.__version__, "steps_per_timing": n,
+            "ms_per_step": 1000 * torch_seconds,
+            "samples_ms": [round(1000 * s / n, 3) for s in samples]})
+      emit({"what": "train_step_ratio", "jax_over_torch": step_seconds / torch_seconds})
+
   if "epoch" not in _SKIP.value:
-    seconds, samples = _median_seconds(steps(inputs.steps), _EPOCH_REPEATS.value)
-    emit({"what": "epoch", "steps": inputs.steps, "seconds": seconds,
-          "samples": [round(s, 3) for s in samples]})
+    if step_seconds is not None and step_seconds * inputs.steps > _BUDGET.value:
+      emit({"what": "epoch", "steps": inputs.steps, "seconds": step_seconds * inputs.steps,
+            "estimated": True})
+    else:
+      seconds, samples = _median_seconds(steps(inputs.steps), 2)
+      emit({"what": "epoch", "steps": inputs.steps, "seconds": seconds,
+            "samples": [round(s, 3) for s in samples]})
 
   variables = {"params": state[0].params, "batch_stats": state[0].batch_stats}
   if "evaluation" not in _SKIP.value:
@@ -126,10 +195,10 @@ def main(argv):
 
   if "query" in _SKIP.value:
     return
-  start = time.time()
-  fit = trainer.fit(keys[1], exp.device_data, labeled, exp.al.query_size,
-                    log=lambda _: None) if _TRAIN_EPOCHS.value > 0 else None
-  if fit is not None:
+  if _TRAIN_EPOCHS.value > 0:
+    start = time.time()
+    fit = trainer.fit(keys[1], exp.device_data, labeled, exp.al.query_size,
+                      log=lambda _: None)
     cli.log(f"trained the query network for {len(fit.epochs)} epoch(s) in "
             f"{time.time() - start:.0f}s (validation accuracy {fit.best_val_accuracy:.4f})")
     variables = fit.variables

@@ -105,6 +105,24 @@ def fail(message: str, status: int = 1) -> None:
   sys.exit(status)
 
 
+def start_distributed() -> None:
+  """jax.distributed.initialize() for a run over several processes (hosts).
+
+  The coordinator, process count and process index come from the cluster (SLURM,
+  Open MPI, TPU pods, ...), or from JAX_COORDINATOR_ADDRESS=host:port plus
+  WAAL_NUM_PROCESSES and WAAL_PROCESS_ID when starting the processes by hand.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  # Cross-process collectives between CPU devices (GPUs use NCCL whatever this says).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  count, index = os.environ.get("WAAL_NUM_PROCESSES"), os.environ.get("WAAL_PROCESS_ID")
+  try:
+    jax.distributed.initialize(num_processes=int(count) if count else None,
+                               process_id=int(index) if index else None)
+  except (ValueError, RuntimeError) as e:
+    fail(f"--config.distributed: jax.distributed.initialize() failed: {_one_line(e)}")
+
+
 def log(message: str) -> None:
   """Progress lines on stderr with the wall-clock time."""
   print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)

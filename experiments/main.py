@@ -25,13 +25,16 @@ def main(argv):
   # Imported here so that --help and flag errors come back without loading JAX.
   from waal_jax import xla_tuning  # pylint: disable=g-import-not-at-top
   xla_tuning.tune_cpu_flags()
+  if cli.CONFIG.value.distributed:
+    cli.start_distributed()
   from waal_jax import loop  # pylint: disable=g-import-not-at-top
   from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   try:
     results = loop.run(cli.CONFIG.value, _WORKDIR.value, log=cli.log)
   except UserError as e:
     cli.fail(str(e))
-  if results["rounds"]:
+  import jax  # pylint: disable=g-import-not-at-top
+  if results["rounds"] and jax.process_index() == 0:
     final = results["rounds"][-1]
     cli.log(f"done: test accuracy {final['test_accuracy']:.4f} with {final['num_labeled']} "
             f"labels; results in {os.path.join(_WORKDIR.value, loop.RESULTS_FILE)}")

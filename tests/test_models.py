@@ -62,3 +62,59 @@ def test_batch_norm_statistics_update_in_training():
 def test_unknown_model_is_a_user_error():
   with pytest.raises(UserError, match="model.name"):
     models.build("resnet", num_classes=10, head_hidden=50)
+
+
+@pytest.mark.parametrize("conv_shape", [((8, 28, 28, 1), 10, 6), ((8, 12, 12, 10), 20, 4)])
+def test_banded_conv_pool_equals_xla_with_gradients(conv_shape):
+  (shape, features, block) = conv_shape
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=shape).astype(np.float32)
+  x[:, :8, :8] = 0.0                       # a constant patch: ties in the pooling windows
+  layer = models.ConvPool(features, block=block)
+  variables = layer.init(jax.random.key(0), x)
+  variables = jax.tree.map(lambda v: v + 0.1, variables)     # a nonzero bias too
+  banded = lambda v, x: layer.apply(v, x)
+  xla = lambda v, x: models.ConvPool(features, conv="xla").apply(v, x)
+  np.testing.assert_allclose(banded(variables, x), xla(variables, x), atol=2e-5)
+  cotangent = rng.normal(size=banded(variables, x).shape).astype(np.float32)
+  grads = [jax.grad(lambda v, x: jnp.sum(f(v, x) * cotangent), argnums=(0, 1))(variables, x)
+           for f in (banded, xla)]
+  for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4 * np.abs(b).max())
+
+
+def test_banded_lenet_equals_xla_lenet_on_real_images():
+  from waal_jax import data  # pylint: disable=g-import-not-at-top
+  raw = data._read_fashion_mnist_idx(data.DEBIAN_FASHION_MNIST_DIR)   # pylint: disable=protected-access
+  if raw is None:
+    pytest.skip("needs `apt-get install dataset-fashion-mnist`")
+  x = data.normalize(jnp.asarray(raw.test_images[:64]), data.get_spec("fashion_mnist"))
+  nets = {conv: models.build("lenet5", num_classes=10, head_hidden=50, conv=conv)
+          for conv in ("banded", "xla")}
+  params = nets["banded"].init(jax.random.key(3), (28, 28, 1))["params"]
+
+  def loss(conv, params, x):
+    z, _ = nets[conv].embed(params, {}, x)
+    return jnp.sum(jax.nn.log_softmax(nets[conv].logits(params, z))[:, 3])
+
+  assert loss("banded", params, x) == pytest.approx(float(loss("xla", params, x)), rel=1e-5)
+  for argnum in (1, 2):                    # parameters, and the input (DeepFool)
+    a = jax.grad(loss, argnums=argnum)("banded", params, x)
+    b = jax.grad(loss, argnums=argnum)("xla", params, x)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-4 * np.abs(v).max())
+
+
+@pytest.mark.parametrize("size", [1, 2, 4])
+def test_conv_same_gradients_equal_xla(size):
+  rng = np.random.default_rng(size)
+  x = jnp.asarray(rng.normal(size=(3, size, size, 5)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(3, 3, 5, 7)), jnp.float32)
+  d_y = jnp.asarray(rng.normal(size=(3, size, size, 7)), jnp.float32)
+  xla = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(models.conv_same(x, kernel), xla(x, kernel), rtol=1e-5, atol=1e-5)
+  ours = jax.vjp(models.conv_same, x, kernel)[1](d_y)
+  theirs = jax.vjp(xla, x, kernel)[1](d_y)
+  for a, b in zip(ours, theirs):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

@@ -114,10 +114,10 @@ def test_rounds_reuse_one_compilation(small_fashion):
 
 @needs_fashion_mnist
 def test_supervised_training_ignores_the_unlabeled_pool(small_fashion):
-  trainer = _tiny_trainer(small_fashion, adversarial="none", epochs=10)
+  trainer = _tiny_trainer(small_fashion, adversarial="none", epochs=20)
   data = trainer.device_data(small_fashion)
   fit = trainer.fit(jax.random.key(0), data, np.arange(300), 100, log=lambda _: None)
   assert fit.epochs[0]["steps"] == 10              # 300 labels / 32 per batch
   assert fit.epochs[0]["adversarial"] == 0.0 and fit.epochs[0]["gradient_penalty"] == 0.0
-  assert len(fit.epochs) == 10
-  assert trainer.accuracy(fit.variables, data.test) > 0.5
+  # 200 steps on 300 labels: 61-67% over four seeds, chance is 10%.
+  assert trainer.accuracy(fit.variables, data.test) > 0.55

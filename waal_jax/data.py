@@ -44,26 +44,27 @@ class DatasetSpec:
   train_count: int = 0
   pool_count: int = 0
   per_class: tuple = ()          # stl10: (pool, val, test) examples per class
+  test_count: int = 0            # test examples (Table 2)
   manual_files: str = ""         # what manual_dir must hold (for error messages)
 
 
 SPECS = {
     "fashion_mnist": DatasetSpec(
         "fashion_mnist", (28, 28, 1), 10, (0.2860,), (0.3530,), "train_val",
-        train_count=60_000, pool_count=40_000,
+        train_count=60_000, pool_count=40_000, test_count=10_000,
         manual_files="train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
         "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]"),
     "svhn_cropped": DatasetSpec(
         "svhn_cropped", (32, 32, 3), 10, (0.4377, 0.4438, 0.4728),
         (0.1980, 0.2010, 0.1970), "train_val", train_count=73_257, pool_count=40_000,
-        manual_files="train_32x32.mat, test_32x32.mat"),
+        test_count=26_032, manual_files="train_32x32.mat, test_32x32.mat"),
     "cifar10": DatasetSpec(
         "cifar10", (32, 32, 3), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-        "train_val", train_count=50_000, pool_count=45_000,
+        "train_val", train_count=50_000, pool_count=45_000, test_count=10_000,
         manual_files="cifar-10-binary.tar.gz or cifar-10-batches-bin/"),
     "stl10": DatasetSpec(
         "stl10", (96, 96, 3), 10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713),
-        "stl10", per_class=(800, 100, 400),
+        "stl10", per_class=(800, 100, 400), test_count=4_000,
         manual_files="stl10_binary.tar.gz or stl10_binary/{train,test}_{X,y}.bin"),
 }
 
@@ -437,6 +438,23 @@ def _subset(arrays, size: int, rng: np.random.Generator, field: str):
     raise UserError(f"{field}={size}: must be -1 (all) or between 1 and {len(labels)}")
   idx = np.sort(rng.choice(len(labels), size, replace=False))
   return images[idx], labels[idx]
+
+
+def synthetic_splits(spec: DatasetSpec, *, seed: int, pool_size: int = -1) -> Splits:
+  """Random images and labels of the dataset's Table 2 sizes: for timings where the real
+  data are not available (no result computed from them means anything)."""
+  rng = np.random.default_rng(seed)
+  if spec.split_kind == "train_val":
+    sizes = (spec.pool_count, spec.train_count - spec.pool_count, spec.test_count)
+  else:
+    sizes = tuple(n * spec.num_classes for n in spec.per_class)
+  if pool_size != -1:
+    sizes = (pool_size,) + sizes[1:]
+  parts = []
+  for n in sizes:
+    parts += [rng.integers(0, 256, (n, *spec.image_shape), dtype=np.uint8),
+              rng.integers(0, spec.num_classes, n).astype(np.int32)]
+  return Splits(spec, *parts, source="synthetic random images")
 
 
 def load(name: str, *, seed: int, data_dir: Optional[str] = None,

@@ -58,24 +58,27 @@ class Experiment:
   pool: strategies.ScoringPool
 
 
-def build(config, log: Callable[[str], None] = logging.info) -> Experiment:
-  """Checks the config, loads the data onto the devices and builds the step functions."""
+def build(config, log: Callable[[str], None] = logging.info,
+          splits: Optional[data_lib.Splits] = None) -> Experiment:
+  """Checks the config, loads the data (unless given) onto the devices and builds the
+  step functions."""
   settings_lib.check(config)
   al = settings_lib.al_settings(config)
   train_settings = settings_lib.train_settings(config)
   query_settings = settings_lib.query_settings(config)
-  splits = data_lib.load(
-      config.data.name, seed=config.seed, data_dir=config.data.data_dir or None,
-      manual_dir=config.data.manual_dir or None, cache_dir=config.data.cache_dir or None,
-      download=config.data.download, pool_size=config.data.pool_size,
-      val_size=config.data.val_size, log=log)
+  if splits is None:
+    splits = data_lib.load(
+        config.data.name, seed=config.seed, data_dir=config.data.data_dir or None,
+        manual_dir=config.data.manual_dir or None, cache_dir=config.data.cache_dir or None,
+        download=config.data.download, pool_size=config.data.pool_size,
+        val_size=config.data.val_size, log=log)
   pool_count = len(splits.pool_labels)
   settings_lib.check_budget(al, pool_count)
   mesh = sharding.make_mesh()
   nets = models.build(config.model.name, num_classes=splits.spec.num_classes,
                       head_hidden=config.model.head_hidden,
                       feature_dim=config.model.feature_dim or None,
-                      dropout_rate=config.model.dropout)
+                      dropout_rate=config.model.dropout, conv=config.model.conv)
   trainer = train_lib.Trainer(nets, train_settings, splits.spec, mesh, pool_count,
                               al.final_budget)
   return Experiment(
@@ -90,11 +93,15 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
   Returns the content of results.json. Bad input raises errors.UserError.
   """
   log = log or logging.info
+  # With several processes (hosts), all compute; the first one writes and reports.
+  lead = jax.process_index() == 0
+  if not lead:
+    log = lambda _: None
   settings_lib.check(config)
   config_dict = _config_dict(config)
   owned = checkpoints.check_workdir(workdir, config_dict)
   exp = build(config, log)
-  if not owned:  # Only a config that has passed every check claims the workdir.
+  if not owned and lead:  # Only a config that has passed every check claims the workdir.
     checkpoints.claim_workdir(workdir, config_dict)
   al, trainer, strategy = exp.al, exp.trainer, exp.strategy
   pool_count = len(exp.splits.pool_labels)
@@ -113,7 +120,8 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
 
   def write_results():
     results = {"config": config_dict, "device": device, "rounds": history}
-    checkpoints.write_json_atomically(os.path.join(workdir, RESULTS_FILE), results)
+    if lead:
+      checkpoints.write_json_atomically(os.path.join(workdir, RESULTS_FILE), results)
     return results
 
   results = write_results()

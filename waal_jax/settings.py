@@ -83,6 +83,7 @@ def check(config) -> None:
   _check_int(config, "model.head_hidden", 1)
   _check_int(config, "model.feature_dim", 0)
   _check_float(config, "model.dropout", 0.0, 0.99)
+  _check_choice(config, "model.conv", ("banded", "xla"))
   train_settings(config)
   query_settings(config)
   al_settings(config)

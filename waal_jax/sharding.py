@@ -7,7 +7,9 @@ several hosts: jit propagates the shardings and XLA inserts the reductions.
 from typing import Optional, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
+import numpy as np
 
 DATA_AXIS = "data"
 
@@ -28,7 +30,27 @@ def batch_sharded(mesh) -> NamedSharding:
 
 
 def replicate(mesh, tree):
-  return jax.device_put(tree, replicated(mesh))
+  """Every leaf (host or device array) as a copy on every device of the mesh.
+
+  With several processes (hosts) each process gives its own copy, which must be equal
+  on all of them (the same data, seeds and computations make it so).
+  """
+  if jax.process_count() == 1:
+    return jax.device_put(tree, replicated(mesh))
+  sharding = replicated(mesh)
+
+  def put(leaf):
+    host = np.asarray(leaf)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+  return jax.tree.map(put, tree)
+
+
+def to_host(tree):
+  """Device arrays -> numpy arrays on this host, whole, whatever their sharding."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def constrain_batch(mesh, x):
@@ -36,6 +58,17 @@ def constrain_batch(mesh, x):
   if mesh.size == 1 or x.shape[0] % mesh.size:
     return x
   return jax.lax.with_sharding_constraint(x, batch_sharded(mesh))
+
+
+def wait_each_call(mesh) -> bool:
+  """Whether host loops must wait for each call before issuing the next.
+
+  On simulated CPU devices (--xla_force_host_platform_device_count, more devices than
+  cores) XLA:CPU deadlocks when two calls with cross-device reductions overlap: the
+  devices that reach the second call's reduction first hold the threads that the late
+  device needs to finish the first. Real accelerators queue calls per device.
+  """
+  return mesh.size > 1 and mesh.devices.flat[0].platform == "cpu"
 
 
 def describe_devices() -> str:

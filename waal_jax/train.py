@@ -250,16 +250,16 @@ def _train_step(nets: Networks, settings: TrainSettings, spec: data_lib.DatasetS
 METRIC_NAMES = ("loss", "cross_entropy", "adversarial", "gradient_penalty", "steps")
 
 
-def _count_correct(nets: Networks, spec: data_lib.DatasetSpec, mesh, params, batch_stats,
-                   images, labels, valid, start, *, batch_size: int):
-  """Correct predictions in images[start:start + batch_size] (a fixed-size slice)."""
+def _add_correct(nets: Networks, spec: data_lib.DatasetSpec, mesh, correct, params,
+                 batch_stats, images, labels, valid, start, *, batch_size: int):
+  """correct + the correct predictions in images[start:start + batch_size]."""
   x = jax.lax.dynamic_slice_in_dim(images, start, batch_size)
   y = jax.lax.dynamic_slice_in_dim(labels, start, batch_size)
   ok = jax.lax.dynamic_slice_in_dim(valid, start, batch_size)
   x = sharding.constrain_batch(mesh, data_lib.normalize(x, spec))
   z, _ = nets.embed(params, batch_stats, x, train=False)
   predictions = jnp.argmax(nets.logits(params, z), axis=-1)
-  return jnp.sum((predictions == y) & ok)
+  return correct + jnp.sum((predictions == y) & ok)
 
 
 class Trainer:
@@ -270,13 +270,14 @@ class Trainer:
     self.nets, self.settings, self.spec, self.mesh = nets, settings, spec, mesh
     walk = "labeled" if settings.adversarial == "none" else "unlabeled"
     self._plan = jax.jit(functools.partial(make_epoch_plan, batch_size=settings.batch_size,
-                                           walk=walk))
+                                           walk=walk),
+                         out_shardings=sharding.replicated(mesh))
     self.walk = walk
     self.num_pool, self.labeled_capacity = num_pool, labeled_capacity
     self.step_fn = jax.jit(functools.partial(_train_step, nets, settings, spec, mesh),
                            donate_argnums=(0, 6))
-    self._count_correct = jax.jit(
-        functools.partial(_count_correct, nets, spec, mesh, batch_size=settings.eval_batch_size))
+    self._add_correct = jax.jit(
+        functools.partial(_add_correct, nets, spec, mesh, batch_size=settings.eval_batch_size))
     self._tx = optax.sgd(1.0, momentum=settings.momentum)
 
   def device_data(self, splits: data_lib.Splits) -> DeviceData:
@@ -297,12 +298,15 @@ class Trainer:
     return EvalSet(put(images), put(labels), put(valid), len(valid) - pad)
 
   def accuracy(self, variables: dict, eval_set: EvalSet) -> float:
-    correct = jnp.zeros((), jnp.int32)
+    correct = sharding.replicate(self.mesh, np.int32(0))
+    wait = sharding.wait_each_call(self.mesh)
     for start in range(0, eval_set.images.shape[0], self.settings.eval_batch_size):
-      correct = correct + self._count_correct(variables["params"], variables["batch_stats"],
-                                              eval_set.images, eval_set.labels,
-                                              eval_set.valid, np.int32(start))
-    return int(correct) / eval_set.count
+      correct = self._add_correct(correct, variables["params"], variables["batch_stats"],
+                                  eval_set.images, eval_set.labels, eval_set.valid,
+                                  np.int32(start))
+      if wait:
+        jax.block_until_ready(correct)
+    return int(sharding.to_host(correct)) / eval_set.count
 
   def init_state(self, key) -> TrainState:
     variables = self.nets.init(key, self.spec.image_shape)
@@ -347,9 +351,12 @@ class Trainer:
                   step_key, num_steps: int):
     """num_steps steps of the plan; returns the state and the summed metrics (on device)."""
     sums = sharding.replicate(self.mesh, {k: np.float32(0) for k in METRIC_NAMES})
+    wait = sharding.wait_each_call(self.mesh)
     for i in range(num_steps):
       state, sums = self.step_fn(state, data.pool_images, data.pool_labels, plan, np.int32(i),
                                  hyper, sums, step_key)
+      if wait:
+        jax.block_until_ready(sums)
     return state, sums
 
   def fit(self, key, data: DeviceData, labeled: np.ndarray, query_size: int,
@@ -374,7 +381,7 @@ class Trainer:
       state, sums = self.train_epoch(state, data, plan, hyper, step_key, inputs.steps)
       variables = {"params": state.params, "batch_stats": state.batch_stats}
       val_accuracy = self.accuracy(variables, data.val)
-      sums = jax.device_get(sums)
+      sums = sharding.to_host(sums)
       record = {k: float(sums[k] / max(sums["steps"], 1)) for k in METRIC_NAMES if k != "steps"}
       record.update(epoch=epoch + 1, steps=inputs.steps, val_accuracy=val_accuracy,
                     learning_rate=settings.learning_rate_at(epoch),

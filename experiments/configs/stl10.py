@@ -23,5 +23,4 @@ def get_config(variant: str = "paper"):
   config.al.initial_labeled = 500
   config.al.query_size = 500
   config.al.rounds = 5
-  config.query.batch_size = 512
   return base.finish(config, variant)

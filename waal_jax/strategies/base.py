@@ -27,7 +27,7 @@ class QuerySettings:
   selection: float = 5.0          # WAAL: weight of the critic (diversity) term
   mixture: float = 0.5            # WAAL: weight of the first uncertainty bound in the mixture
   variant: str = "paper"          # 'paper' or 'reference'
-  batch_size: int = 1024          # pool examples scored per call and device
+  batch_size: int = 256           # pool examples scored per call and device
   mc_samples: int = 10            # DBAL: stochastic forward passes T
   chunk_size: int = 1024          # Core-set / K-median: columns of a distance block
   kmedian_iterations: int = 10    # K-median: assignment + median updates
@@ -128,12 +128,16 @@ class PoolScorer:
       return fn(variables, x, keys)
 
     self._score_batch = jax.jit(score_batch)
+    self._wait = sharding.wait_each_call(mesh)
 
   def __call__(self, variables, pool: ScoringPool, key=None):
     """fn over the padded pool: outputs with leading axis M, on the devices."""
     key = jax.random.key(0) if key is None else key
-    outputs = [self._score_batch(variables, pool.images, np.int32(start), key)
-               for start in range(0, pool.padded_count, self.batch_size)]
+    outputs = []
+    for start in range(0, pool.padded_count, self.batch_size):
+      outputs.append(self._score_batch(variables, pool.images, np.int32(start), key))
+      if self._wait:
+        jax.block_until_ready(outputs[-1])
     return jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
 
 
@@ -165,7 +169,7 @@ class ScoreStrategy(Strategy):
   def select(self, key, variables, pool, is_labeled, query_size):
     scores = self.scorer(variables, pool, key)
     chosen = smallest_selectable(scores, pool.selectable(is_labeled), k=query_size)
-    return np.asarray(jax.device_get(chosen))
+    return sharding.to_host(chosen)
 
   def log_probs(self, variables, x):
     """log p(y|x) (B, K) in evaluation mode."""

@@ -117,7 +117,7 @@ class DeepFool(base.Strategy):
 
   def select(self, key, variables, pool, is_labeled, query_size):
     del key  # Deterministic.
-    todo = np.flatnonzero(np.asarray(pool.selectable(is_labeled)))   # the queue
+    todo = np.flatnonzero(~np.asarray(is_labeled, bool))            # the queue
     b = pool.batch_size
     smallest = 8 * self.mesh.size           # the slot count never shrinks below this
     distances = np.full(pool.padded_count, np.inf, np.float32)
@@ -147,11 +147,11 @@ class DeepFool(base.Strategy):
         b //= 8
         index = np.zeros(b, np.int32)
         index[:len(keep)] = keep
-        state = tuple(put(np.asarray(a)[index]) for a in state)
+        state = tuple(put(sharding.to_host(a)[index]) for a in state)
         slots, fresh = slots[index], fresh[index]
         live = np.arange(b) < len(keep)
       *state, done, distance = self._step(variables, pool.images, slots, fresh, *state)
-      done, distance = jax.device_get((done, distance))
+      done, distance = sharding.to_host((done, distance))
       finished = live & done
       distances[slots[finished]] = distance[finished]
       live &= ~done

@@ -85,7 +85,7 @@ class CoreSet(_EmbeddingStrategy):
     labeled = np.flatnonzero(np.asarray(is_labeled))
     min_sq = min_sq_distances_to(points, labeled, self.settings.chunk_size)
     picks = k_center_greedy(points, min_sq, pool.selectable(is_labeled), k=query_size)
-    return np.asarray(jax.device_get(picks))
+    return sharding.to_host(picks)
 
 
 # --- K-median -----------------------------------------------------------------------
@@ -217,4 +217,4 @@ class KMedian(_EmbeddingStrategy):
     points = self.embeddings(variables, pool)
     picks = k_median(self.mesh, points, pool.selectable(is_labeled), key, k=query_size,
                      iterations=self.settings.kmedian_iterations)
-    return np.asarray(jax.device_get(picks))
+    return sharding.to_host(picks)

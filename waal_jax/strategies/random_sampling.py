@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 
+from waal_jax import sharding
 from waal_jax.strategies import base
 
 
@@ -17,4 +18,4 @@ class Random(base.Strategy):
     keys = jax.random.uniform(key, (pool.count,))
     keys = jnp.pad(keys, (0, pool.padded_count - pool.count), constant_values=jnp.inf)
     chosen = base.smallest_selectable(keys, pool.selectable(is_labeled), k=query_size)
-    return jax.device_get(chosen)
+    return sharding.to_host(chosen)

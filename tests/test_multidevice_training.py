@@ -1,0 +1,115 @@
+"""Data-parallel training: 4 (simulated) CPU devices compute what 1 device computes.
+
+Each device count needs its own process: XLA reads the device count at start-up.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TINY, needs_fashion_mnist
+
+STEP_SCRIPT = textwrap.dedent("""
+    import sys
+    import jax, numpy as np
+    from waal_jax import data, models, sharding, train
+    devices, out = int(sys.argv[1]), sys.argv[2]
+    assert jax.device_count() == devices
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (512, 28, 28, 1)).astype(np.uint8)
+    labels = rng.integers(0, 10, 512).astype(np.int32)
+    splits = data.Splits(data.get_spec("fashion_mnist"), images, labels, images[:64],
+                         labels[:64], images[:64], labels[:64], "synthetic")
+    settings = train.TrainSettings("wasserstein", "paper", epochs=1, batch_size=32,
+                                   learning_rate=0.05, momentum=0.5, mu=0.5,
+                                   gradient_penalty=2.0, patience=0, augment=False,
+                                   eval_batch_size=64)
+    nets = models.build("lenet5", num_classes=10, head_hidden=50)
+    mesh = sharding.make_mesh()
+    trainer = train.Trainer(nets, settings, splits.spec, mesh, 512, 128)
+    device_data = trainer.device_data(splits)
+    inputs = trainer.round_inputs(np.arange(100), 28)
+    plan = trainer.epoch_plan(jax.random.key(1), inputs)
+    state = trainer.init_state(jax.random.key(0))
+    state, sums = trainer.train_epoch(state, device_data, plan, trainer.hyper(inputs, 0),
+                                      jax.random.key(2), 3)
+    leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(state.params))
+    np.savez(out, **{jax.tree_util.keystr(k): v for k, v in leaves},
+             loss=np.asarray(sums["loss"]), devices=len(state.step.sharding.device_set))
+""")
+
+
+def _run(script, devices, *args, timeout=900):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  done = subprocess.run([sys.executable, "-c", script, str(devices), *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done
+
+
+def test_training_steps_on_4_devices_equal_1_device(tmp_path):
+  one, four = str(tmp_path / "one.npz"), str(tmp_path / "four.npz")
+  _run(STEP_SCRIPT, 1, one)
+  _run(STEP_SCRIPT, 4, four)
+  a, b = np.load(one), np.load(four)
+  assert int(a["devices"]) == 1 and int(b["devices"]) == 4
+  assert set(a.files) == set(b.files) and len(a.files) > 10
+  for name in set(a.files) - {"devices"}:
+    np.testing.assert_allclose(a[name], b[name], rtol=2e-5, atol=2e-6, err_msg=name)
+
+
+@needs_fashion_mnist
+def test_a_tiny_round_selects_the_same_on_1_and_4_devices(tmp_path):
+  chosen = {}
+  for devices in (1, 4):
+    workdir = tmp_path / f"d{devices}"
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    args = ["--config=fashion_mnist", f"--workdir={workdir}",
+            f"--config.data.cache_dir={tmp_path / 'cache'}", *TINY,
+            "--config.al.rounds=1", "--config.query.batch_size=32"]
+    done = subprocess.run([sys.executable, "-m", "experiments.main", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(workdir / "results.json") as f:
+      results = json.load(f)
+    assert results["device"] == ("cpu" if devices == 1 else "4x cpu")
+    chosen[devices] = results["rounds"]
+  for a, b in zip(chosen[1], chosen[4]):
+    assert a["queried_indices"] == b["queried_indices"]
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.002)
+
+
+@needs_fashion_mnist
+def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path):
+  """--config.distributed=True over 2 processes (hosts), 2 CPU devices each."""
+  args = [f"--config.data.cache_dir={tmp_path / 'cache'}", *TINY, "--config.al.rounds=1",
+          "--config.query.batch_size=32"]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_COORDINATOR_ADDRESS="localhost:12391", WAAL_NUM_PROCESSES="2")
+  command = [sys.executable, "-m", "experiments.main", "--config=fashion_mnist",
+             f"--workdir={tmp_path / 'hosts'}", "--config.distributed=True", *args]
+  processes = [subprocess.Popen(command, cwd=ROOT, env=dict(env, WAAL_PROCESS_ID=str(i)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for i in (0, 1)]
+  outputs = [p.communicate(timeout=900) for p in processes]
+  for p, (_, err) in zip(processes, outputs):
+    assert p.returncode == 0, err[-3000:]
+  assert "done: test accuracy" in outputs[0][1] and "done:" not in outputs[1][1]
+  env4 = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  done = subprocess.run([sys.executable, "-m", "experiments.main", "--config=fashion_mnist",
+                         f"--workdir={tmp_path / 'one'}", *args], cwd=ROOT, env=env4,
+                        capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  results = []
+  for name in ("hosts", "one"):
+    with open(tmp_path / name / "results.json") as f:
+      results.append(json.load(f))
+  assert results[0]["device"] == results[1]["device"] == "4x cpu"
+  for a, b in zip(results[0]["rounds"], results[1]["rounds"]):
+    assert a["queried_indices"] == b["queried_indices"]
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.002)
