@@ -6,9 +6,9 @@ r"""Runs one active-learning experiment.
 --config takes a name from experiments/configs (fashion_mnist, svhn, cifar10, stl10),
 optionally with `:reference` for the authors' released code, or a path to a config
 file. Rerunning the same command on the same workdir resumes the run.
+`--config.seeds=N` runs N repetitions into WORKDIR/seed_<seed>, one after another.
 """
 
-import os
 
 from absl import app
 from absl import flags
@@ -30,14 +30,18 @@ def main(argv):
   from waal_jax import loop  # pylint: disable=g-import-not-at-top
   from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   try:
-    results = loop.run(cli.CONFIG.value, _WORKDIR.value, log=cli.log)
+    repetitions = loop.run_seeds(cli.CONFIG.value, _WORKDIR.value, log=cli.log)
   except UserError as e:
     cli.fail(str(e))
   import jax  # pylint: disable=g-import-not-at-top
-  if results["rounds"] and jax.process_index() == 0:
-    final = results["rounds"][-1]
-    cli.log(f"done: test accuracy {final['test_accuracy']:.4f} with {final['num_labeled']} "
-            f"labels; results in {os.path.join(_WORKDIR.value, loop.RESULTS_FILE)}")
+  if jax.process_index() != 0:
+    return
+  for results in repetitions:
+    if results["rounds"]:
+      final = results["rounds"][-1]
+      cli.log(f"done: seed {results['config']['seed']}: test accuracy "
+              f"{final['test_accuracy']:.4f} with {final['num_labeled']} labels")
+  cli.log(f"results in {_WORKDIR.value}")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ def test_results_json_schema(uninterrupted):
   flat = queried[0] + queried[1]
   assert len(set(flat)) == 40 and all(0 <= i < 400 for i in flat)
   assert rounds[1]["query_seconds"] > 0 and rounds[2]["query_seconds"] == 0
+  # Provenance: the class histogram of each bought batch.
+  counts = [r["queried_class_counts"] for r in rounds]
+  assert [len(c) for c in counts] == [10, 10, 10]
+  assert [sum(c) for c in counts] == [20, 20, 0]
   # Progress was reported per epoch and per round.
   assert "epoch 2/2" in done.stderr and "test accuracy" in done.stderr
   assert "left" in done.stderr
@@ -106,6 +110,29 @@ def test_workdir_of_another_config_is_refused_untouched(uninterrupted):
   assert after == before and _results(workdir) == results_before
 
 
+def test_seeds_run_into_one_tree_and_resume(uninterrupted, tmp_path):
+  _, cache, _ = uninterrupted
+  tree = str(tmp_path / "tree")
+  args = _main_args(tree, cache, "--config.seeds=2", "--config.seed=5", "--config.al.rounds=1")
+  first = run_module("experiments.main", *args)
+  assert first.returncode == 0, first.stderr
+  runs = {seed: _results(os.path.join(tree, f"seed_{seed}")) for seed in (5, 6)}
+  assert sorted(os.listdir(tree)) == ["seed_5", "seed_6"]
+  assert [runs[seed]["config"]["seed"] for seed in (5, 6)] == [5, 6]
+  assert runs[5]["rounds"][0]["queried_indices"] != runs[6]["rounds"][0]["queried_indices"]
+  again = run_module("experiments.main", *args)       # finished: resumes, changes nothing
+  assert again.returncode == 0, again.stderr
+  assert {seed: _results(os.path.join(tree, f"seed_{seed}")) for seed in (5, 6)} == runs
+
+
+def test_seeds_refuse_a_single_run_workdir(uninterrupted):
+  workdir, cache, _ = uninterrupted
+  refused = run_module("experiments.main", *_main_args(workdir, cache, "--config.seeds=2"))
+  assert refused.returncode != 0 and "Traceback" not in refused.stderr
+  assert refused.stderr.strip().splitlines()[-1].startswith("error: --workdir=")
+  assert not os.path.exists(os.path.join(workdir, "seed_0"))
+
+
 BAD_INPUTS = [
     # (extra arguments, what the one line must name)
     (["--config=no_such_dataset"], "unknown config 'no_such_dataset'"),
@@ -121,6 +148,10 @@ BAD_INPUTS = [
     (["--config.query.mc_samples=0"], "query.mc_samples=0"),
     (["--config.train.epoch=3"], "--config.train.epoch: no such config field"),
     (["--config.train.epochs=three"], "--config.train.epochs=three"),
+    (["--config.seeds=0"], "seeds=0"),
+    (["--config.train.steps_per_epoch=labeled"], "train.steps_per_epoch='labeled'"),
+    (["--config.query.strategy=random", "--config.train.steps_per_epoch=all"],
+     "train.steps_per_epoch='all'"),
 ]
 
 

@@ -1,5 +1,7 @@
 """The epoch plan (redundancy trick), the step functions and learning on real data."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -121,3 +123,18 @@ def test_supervised_training_ignores_the_unlabeled_pool(small_fashion):
   assert fit.epochs[0]["adversarial"] == 0.0 and fit.epochs[0]["gradient_penalty"] == 0.0
   # 200 steps on 300 labels: 61-67% over four seeds, chance is 10%.
   assert trainer.accuracy(fit.variables, data.test) > 0.55
+
+
+@needs_fashion_mnist
+def test_match_pool_gives_supervised_training_as_many_steps_as_waal(small_fashion):
+  settings = dict(adversarial="none", epochs=1)
+  plain = _tiny_trainer(small_fashion, **settings)
+  matched = train.Trainer(plain.nets, dataclasses.replace(plain.settings,
+                                                          steps_per_epoch="match_pool"),
+                          plain.spec, plain.mesh, plain.num_pool, plain.labeled_capacity)
+  data = plain.device_data(small_fashion)
+  runs = [t.fit(jax.random.key(0), data, np.arange(300), 100, log=lambda _: None)
+          for t in (plain, matched)]
+  # 300 labels / 32 = 10 steps; the 1,700 unlabeled / 32 = 54 steps of a WAAL epoch.
+  assert [r.epochs[0]["steps"] for r in runs] == [10, 54]
+  assert runs[1].epochs[0]["adversarial"] == 0.0

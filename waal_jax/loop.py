@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import jax
 import numpy as np
@@ -22,6 +22,7 @@ from waal_jax import settings as settings_lib
 from waal_jax import sharding
 from waal_jax import strategies
 from waal_jax import train as train_lib
+from waal_jax.errors import UserError
 
 RESULTS_FILE = "results.json"
 
@@ -87,6 +88,35 @@ def build(config, log: Callable[[str], None] = logging.info,
       strategies.scoring_pool(mesh, splits.pool_images, query_settings.batch_size))
 
 
+def seed_workdir(workdir: str, seed: int) -> str:
+  return os.path.join(workdir, f"seed_{seed}")
+
+
+def run_seeds(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> List[dict]:
+  """Runs (or resumes) `config.seeds` repetitions with seeds seed, seed+1, ...
+
+  With one seed the run goes into `workdir` itself; with several, repetition k goes
+  into workdir/seed_<seed+k>, one after another (each a complete, resumable run, so
+  rerunning with more seeds keeps the finished ones).
+  Returns each repetition's results.json content.
+  """
+  log = log or logging.info
+  settings_lib.check(config)
+  if config.seeds == 1:
+    return [run(config, workdir, log)]
+  if os.path.exists(os.path.join(workdir, checkpoints.OWNER_FILE)):
+    raise UserError(f"--workdir={workdir} holds a single run; give the {config.seeds} "
+                    "seeds a new workdir")
+  everything = []
+  for k in range(config.seeds):
+    one = config.copy_and_resolve_references()
+    one.seed = config.seed + k
+    one.seeds = 1     # Each repetition is a plain run: a later, larger `seeds` adds to the tree.
+    log(f"seed {one.seed} ({k + 1} of {config.seeds}) in {seed_workdir(workdir, one.seed)}")
+    everything.append(run(one, seed_workdir(workdir, one.seed), log))
+  return everything
+
+
 def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> dict:
   """Runs (or resumes) the experiment described by `config` in `workdir`.
 
@@ -132,7 +162,9 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
     log(f"round {round_index}/{al.rounds}: training on {len(labeled)} labels "
         f"({pool_count - len(labeled)} unlabeled)")
     fit = trainer.fit(train_key, exp.device_data, labeled, al.query_size, log=log)
+    eval_start = time.time()
     test_accuracy = trainer.accuracy(fit.variables, exp.device_data.test)
+    eval_seconds = time.time() - eval_start
 
     queried = np.zeros(0, np.int64)
     query_seconds = 0.0
@@ -154,6 +186,10 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
         "train_seconds": fit.seconds,
         "query_seconds": query_seconds,
         "queried_indices": queried.tolist(),
+        # Provenance: how the bought batch spreads over the classes.
+        "queried_class_counts": np.bincount(exp.splits.pool_labels[queried],
+                                            minlength=exp.splits.spec.num_classes).tolist(),
+        "eval_seconds": eval_seconds,
         "epochs_trained": len(fit.epochs),
         "best_epoch": fit.best_epoch,
         "epoch_metrics": fit.epochs,

@@ -15,6 +15,7 @@ from waal_jax import train as train_lib
 from waal_jax.errors import UserError
 
 AUGMENT_MODES = ("auto", "none", "crop_flip")
+STEPS_PER_EPOCH = ("auto", "labeled", "match_pool")
 # The datasets the authors' code trains with random crop + flip.
 REFERENCE_AUGMENTED = ("svhn_cropped", "cifar10")
 
@@ -80,6 +81,7 @@ def check(config) -> None:
     if value != -1:
       _check_int(config, field, 1)
   _check_choice(config, "model.name", ("lenet5", "vgg16"))
+  _check_int(config, "seeds", 1)
   _check_int(config, "model.head_hidden", 1)
   _check_int(config, "model.feature_dim", 0)
   _check_float(config, "model.dropout", 0.0, 0.99)
@@ -104,6 +106,10 @@ def train_settings(config) -> train_lib.TrainSettings:
   strategy = strategies.get(_get(config, "query.strategy"))
   if adversarial == "auto":   # WAAL trains its critic; the baselines train supervised.
     adversarial = "wasserstein" if strategy.needs_critic else "none"
+  steps_per_epoch = _check_choice(config, "train.steps_per_epoch", STEPS_PER_EPOCH)
+  if adversarial != "none" and steps_per_epoch == "labeled":
+    _fail("train.steps_per_epoch", steps_per_epoch, f"train.adversarial={adversarial} "
+          "needs the unlabeled pool in every step: use auto or match_pool")
   if strategy.needs_critic and adversarial == "none":
     _fail("train.adversarial", adversarial, f"query.strategy={strategy.name} scores with "
           "the critic, which only adversarial training trains")
@@ -118,7 +124,8 @@ def train_settings(config) -> train_lib.TrainSettings:
       gradient_penalty=_check_float(config, "train.gradient_penalty"),
       patience=_check_int(config, "train.patience", 0),
       augment=augment == "crop_flip",
-      eval_batch_size=_check_int(config, "train.eval_batch_size", 1))
+      eval_batch_size=_check_int(config, "train.eval_batch_size", 1),
+      steps_per_epoch=steps_per_epoch)
 
 
 def query_settings(config) -> strategies.QuerySettings:

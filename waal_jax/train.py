@@ -41,6 +41,10 @@ class TrainSettings:
   patience: int             # early stopping: epochs without a better validation accuracy
   augment: bool             # random crop + flip on the device (the authors' SVHN/CIFAR code)
   eval_batch_size: int      # examples per evaluation batch
+  # Steps per epoch: 'auto' walks the unlabeled pool in adversarial training and the
+  # labeled set in supervised training; 'match_pool' gives supervised training as many
+  # steps as WAAL (one per S unlabeled examples, S labeled drawn with replacement).
+  steps_per_epoch: str = "auto"
 
   def learning_rate_at(self, epoch: int) -> float:
     """Table 3: x0.1 at 50% and x0.01 at 75% of the epochs; the released code is constant."""
@@ -268,7 +272,8 @@ class Trainer:
   def __init__(self, nets: Networks, settings: TrainSettings, spec: data_lib.DatasetSpec,
                mesh, num_pool: int, labeled_capacity: int):
     self.nets, self.settings, self.spec, self.mesh = nets, settings, spec, mesh
-    walk = "labeled" if settings.adversarial == "none" else "unlabeled"
+    supervised_walk = settings.adversarial == "none" and settings.steps_per_epoch != "match_pool"
+    walk = "labeled" if supervised_walk else "unlabeled"
     self._plan = jax.jit(functools.partial(make_epoch_plan, batch_size=settings.batch_size,
                                            walk=walk),
                          out_shardings=sharding.replicated(mesh))

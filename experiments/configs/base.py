@@ -10,6 +10,8 @@ import ml_collections
 def get_base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0                       # Root PRNG seed: data split, initial labels, training.
+  config.seeds = 1                      # Repetitions (seeds seed, seed+1, ...); with more than
+  #                                       one, repetition k runs in WORKDIR/seed_<seed+k>.
   config.distributed = False            # Several hosts: call jax.distributed.initialize()
   #                                       (cluster from SLURM / MPI / TPU, or README).
 
@@ -42,6 +44,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.variant = "paper"        # paper (equations as published) or reference (authors' code).
   config.train.patience = 10            # Early stopping: epochs without a better val. accuracy.
   config.train.augment = "auto"         # auto (crop+flip iff the authors' code does), none, crop_flip.
+  config.train.steps_per_epoch = "auto"  # auto (WAAL: unlabeled pool; baselines: labeled
+  #                                       set), labeled, or match_pool (baselines get as
+  #                                       many steps as WAAL: a control for training length).
   config.train.eval_batch_size = 250    # Examples per evaluation batch (small: cache-friendly).
 
   config.al = ml_collections.ConfigDict()

@@ -1,0 +1,321 @@
+r"""Our results beside the paper's: tables, budget curves, query times, provenance.
+
+  python -m experiments.report --workdirs=DIR[,DIR...] --out=OUT [--benchmark=FILE]
+
+Each workdir is a run (it holds results.json) or a tree of runs (e.g. the seed_<k>
+folders of --config.seeds); every results.json below it is read. Runs are grouped by
+dataset and by "arm": the query strategy, plus "+h_div" for the H-divergence
+ablation and "+match_pool" for baselines trained with WAAL's number of steps. Writes
+
+  OUT/report.md       per dataset: accuracy per number of labels and arm, each cell
+                      "ours mean ± std (paper mean ± std)" in %, with the difference
+                      marked where it exceeds the combined std (sqrt(s_ours^2 +
+                      s_paper^2)); the area under the budget curve (mean accuracy over
+                      the rounds); each arm's protocol; and Table 1 from --benchmark
+  OUT/<dataset>.png   test accuracy vs labels, one line per arm with a ±std band, the
+                      paper's curves dashed in the same colour
+  OUT/provenance.md   per run and round: accuracy, seconds per phase, and the class
+                      histogram of the queried batch
+  OUT/summary.json    the numbers of report.md
+
+Means are over seeds; std is the sample standard deviation (ddof=1; 0 for one seed).
+"""
+
+import collections
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+from typing import Dict, List, Optional, Tuple
+
+from absl import app
+from absl import flags
+import numpy as np
+
+_FLAGS = {}  # Defined only when run as a program, so that tests can import this.
+
+PAPER_ACCURACY = os.path.join(os.path.dirname(__file__), "paper", "paper_accuracy.csv")
+# The tables' names for our dataset names.
+PAPER_DATASETS = {"fashion_mnist": "fashion_mnist", "svhn_cropped": "svhn", "cifar10": "cifar10",
+                  "stl10": "stl10"}
+
+
+class ReportError(Exception):
+  """Bad input: reported as one line."""
+
+
+@dataclasses.dataclass
+class Run:
+  path: str
+  dataset: str
+  arm: str
+  seed: int
+  protocol: str                       # what must be equal for runs to be averaged
+  rounds: List[dict]
+
+
+def arm_name(config: dict) -> str:
+  name = config["query"]["strategy"]
+  if config["train"].get("adversarial") == "h_divergence":
+    name += "+h_div"
+  if config["train"].get("steps_per_epoch") == "match_pool":
+    name += "+match_pool"
+  return name
+
+
+def _protocol(config: dict) -> str:
+  al, train, data = config["al"], config["train"], config["data"]
+  pool = data.get("pool_size") if (data.get("pool_size") or 0) > 0 else "full"
+  return (f"pool {pool}, {al['initial_labeled']} labels +{al['query_size']} x "
+          f"{al['rounds']} rounds, at most {train['epochs']} epochs, variant "
+          f"{train['variant']}")
+
+
+def find_runs(workdirs: List[str]) -> List[Run]:
+  runs = []
+  for workdir in workdirs:
+    if not os.path.isdir(workdir):
+      raise ReportError(f"--workdirs: {workdir} is not a folder")
+    found = sorted(os.path.join(root, "results.json") for root, _, files in os.walk(workdir)
+                   if "results.json" in files)
+    if not found:
+      raise ReportError(f"--workdirs: no results.json in or below {workdir}")
+    for path in found:
+      try:
+        with open(path) as f:
+          results = json.load(f)
+        config = results["config"]
+        runs.append(Run(path, config["data"]["name"], arm_name(config), int(config["seed"]),
+                        _protocol(config), results["rounds"]))
+      except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ReportError(f"{path}: not a waal_jax results.json ({e})") from e
+  return runs
+
+
+def load_paper(path: str = PAPER_ACCURACY) -> Dict[Tuple[str, str, str, int], Tuple[float, float]]:
+  """(dataset, setting, method, labels) -> (mean %, std %) from Tables 4-9."""
+  table = {}
+  with open(path) as f:
+    for row in csv.DictReader(f):
+      key = (row["dataset"], row["setting"], row["method"], int(row["num_labeled"]))
+      table[key] = (float(row["mean_accuracy_percent"]), float(row["std_percent"]))
+  return table
+
+
+def paper_cell(paper, dataset: str, arm: str, labels: int) -> Optional[Tuple[float, float]]:
+  """The paper's number for an arm, where the paper has one (not for +match_pool)."""
+  if "+match_pool" in arm:
+    return None
+  method, _, ablation = arm.partition("+")
+  setting = "h_divergence_ablation" if ablation == "h_div" else "standard"
+  return paper.get((PAPER_DATASETS.get(dataset, dataset), setting, method, labels))
+
+
+def mean_std(values) -> Tuple[float, float]:
+  values = np.asarray(values, float)
+  return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+@dataclasses.dataclass
+class ArmSummary:
+  seeds: List[int]
+  protocol: str
+  accuracy: Dict[int, Tuple[float, float, int]]   # labels -> (mean %, std %, runs)
+  aubc: Tuple[float, float]                         # mean % over rounds: mean, std over seeds
+
+
+def summarise(runs: List[Run]) -> Dict[str, Dict[str, ArmSummary]]:
+  """dataset -> arm -> ArmSummary."""
+  grouped = collections.defaultdict(list)
+  for run in runs:
+    grouped[(run.dataset, run.arm)].append(run)
+  out = collections.defaultdict(dict)
+  for (dataset, arm), group in sorted(grouped.items()):
+    protocols = sorted({r.protocol for r in group})
+    if len(protocols) > 1:
+      raise ReportError(f"{dataset} {arm}: runs of different protocols cannot be averaged: "
+                        + " | ".join(protocols))
+    seeds = [r.seed for r in group]
+    if len(set(seeds)) < len(seeds):
+      raise ReportError(f"{dataset} {arm}: seed given twice among "
+                        + ", ".join(r.path for r in group))
+    by_labels = collections.defaultdict(list)
+    for run in group:
+      for r in run.rounds:
+        by_labels[r["num_labeled"]].append(100.0 * r["test_accuracy"])
+    accuracy = {n: (*mean_std(v), len(v)) for n, v in sorted(by_labels.items())}
+    # AUBC per run: the mean accuracy over its rounds (equal label steps, so this is
+    # the area under the budget curve over its width). Only complete runs count.
+    longest = max(len(r.rounds) for r in group)
+    aubcs = [100.0 * np.mean([r["test_accuracy"] for r in run.rounds])
+             for run in group if len(run.rounds) == longest]
+    out[dataset][arm] = ArmSummary(sorted(seeds), protocols[0], accuracy, mean_std(aubcs))
+  return dict(out)
+
+
+def _cell(ours: Tuple[float, float, int], paper: Optional[Tuple[float, float]]) -> str:
+  mean, std, _ = ours
+  text = f"{mean:.2f} ± {std:.2f}"
+  if paper is None:
+    return text
+  p_mean, p_std = paper
+  text += f" ({p_mean:.2f} ± {p_std:.2f})"
+  if abs(mean - p_mean) > math.hypot(std, p_std):
+    text = f"**{text} {'▲' if mean > p_mean else '▼'}**"
+  return text
+
+
+def accuracy_table(dataset: str, arms: Dict[str, ArmSummary], paper) -> List[str]:
+  names = sorted(arms, key=lambda a: (a != "waal", a))
+  labels = sorted({n for arm in arms.values() for n in arm.accuracy})
+  lines = ["| labels | " + " | ".join(f"{a} (n={len(arms[a].seeds)})" for a in names) + " |",
+           "| --- |" + " --- |" * len(names)]
+  for n in labels:
+    cells = [_cell(arms[a].accuracy[n], paper_cell(paper, dataset, a, n))
+             if n in arms[a].accuracy else "-" for a in names]
+    lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def aubc_table(dataset: str, arms: Dict[str, ArmSummary], paper) -> List[str]:
+  """AUBC: mean accuracy over the rounds; the paper's over the same label counts."""
+  lines = ["| arm | ours AUBC | paper AUBC (same label counts) |", "| --- | --- | --- |"]
+  for a in sorted(arms, key=lambda a: -arms[a].aubc[0]):
+    cells = [paper_cell(paper, dataset, a, n) for n in arms[a].accuracy]
+    paper_text = ("-" if any(c is None for c in cells)
+                  else f"{np.mean([c[0] for c in cells]):.2f}")
+    mean, std = arms[a].aubc
+    lines.append(f"| {a} | {mean:.2f} ± {std:.2f} | {paper_text} |")
+  return lines
+
+
+def query_time_table(path: str) -> List[str]:
+  """Table 1 from the benchmark's JSON lines (its last 'table1' line)."""
+  table, queries = None, {}
+  try:
+    with open(path) as f:
+      for line in f:
+        if not line.strip().startswith("{"):
+          continue
+        record = json.loads(line)
+        if record.get("what") == "table1":
+          table = record
+        elif record.get("what") == "query":
+          queries[record["strategy"]] = record["seconds"]
+  except (OSError, ValueError) as e:
+    raise ReportError(f"--benchmark={path}: {e}") from e
+  if table is None:
+    raise ReportError(f"--benchmark={path}: no 'table1' line (run experiments.benchmark "
+                      "with the query timings)")
+  lines = [f"Query time relative to WAAL's ({table.get('ours_dataset')}, "
+           f"{table.get('device')}, jax {table.get('jax')}); the paper's is SVHN on a GPU.", "",
+           "| strategy | query (s) | ours / WAAL | paper / WAAL |", "| --- | --- | --- | --- |"]
+  for name, cell in table["relative_to_waal"].items():
+    paper = "-" if cell["paper"] is None else f"{cell['paper']:.2f}"
+    seconds = f"{queries[name]:.2f}" if name in queries else "-"
+    lines.append(f"| {name} | {seconds} | {cell['ours']:.2f} | {paper} |")
+  return lines
+
+
+def provenance(runs: List[Run]) -> List[str]:
+  lines = ["# Provenance: every round of every run", ""]
+  for run in sorted(runs, key=lambda r: (r.dataset, r.arm, r.seed)):
+    lines += [f"## {run.dataset} / {run.arm} / seed {run.seed}", "",
+              f"`{run.path}`: {run.protocol}", "",
+              "| round | labels | test % | epochs (best) | train s | eval s | query s | "
+              "queried per class |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in run.rounds:
+      counts = r.get("queried_class_counts")
+      hist = "-" if not counts or not sum(counts) else " ".join(str(c) for c in counts)
+      eval_s = r.get("eval_seconds")
+      lines.append(
+          f"| {r['round']} | {r['num_labeled']} | {100 * r['test_accuracy']:.2f} | "
+          f"{r.get('epochs_trained', '-')} ({r.get('best_epoch', '-')}) | "
+          f"{r['train_seconds']:.1f} | {'-' if eval_s is None else f'{eval_s:.2f}'} | "
+          f"{r['query_seconds']:.2f} | {hist} |")
+    lines.append("")
+  return lines
+
+
+def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for i, a in enumerate(sorted(arms, key=lambda a: (a != "waal", a))):
+    color = f"C{i}"
+    labels = np.array(sorted(arms[a].accuracy))
+    mean = np.array([arms[a].accuracy[n][0] for n in labels])
+    std = np.array([arms[a].accuracy[n][1] for n in labels])
+    ax.plot(labels, mean, color=color, marker="o", ms=3, label=f"{a} (ours, n={len(arms[a].seeds)})")
+    ax.fill_between(labels, mean - std, mean + std, color=color, alpha=0.2)
+    cells = [(n, paper_cell(paper, dataset, a, n)) for n in labels]
+    cells = [(n, c[0]) for n, c in cells if c is not None]
+    if cells:
+      ax.plot(*zip(*cells), color=color, ls="--", alpha=0.8, label=f"{a} (paper)")
+  ax.set(xlabel="labeled examples", ylabel="test accuracy (%)", title=dataset)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None) -> dict:
+  """Reads the runs and writes the report into `out`; returns summary.json's content."""
+  runs = find_runs(workdirs)
+  summary = summarise(runs)
+  paper = load_paper()
+  os.makedirs(out, exist_ok=True)
+  lines = ["# waal_jax results beside the paper's", "",
+           "Cells: ours mean ± std (paper mean ± std), test accuracy in %. **Bold ▲/▼**: "
+           "the difference exceeds the combined std. n = seeds. AUBC: mean accuracy "
+           "over the rounds.", ""]
+  for dataset, arms in summary.items():
+    lines += [f"## {dataset}", "", "Protocols:", ""]
+    lines += [f"- {a}: {arms[a].protocol}; seeds {arms[a].seeds}" for a in sorted(arms)]
+    lines += [""] + accuracy_table(dataset, arms, paper) + [""]
+    lines += ["Area under the budget curve:", ""] + aubc_table(dataset, arms, paper) + [""]
+    plot(dataset, arms, paper, os.path.join(out, f"{dataset}.png"))
+    lines += [f"![{dataset}]({dataset}.png)", ""]
+  if benchmark:
+    lines += ["## Query time (Table 1)", ""] + query_time_table(benchmark) + [""]
+  lines += ["Per round: [provenance.md](provenance.md).", ""]
+  with open(os.path.join(out, "report.md"), "w") as f:
+    f.write("\n".join(lines))
+  with open(os.path.join(out, "provenance.md"), "w") as f:
+    f.write("\n".join(provenance(runs)))
+  content = {dataset: {arm: {"seeds": s.seeds, "protocol": s.protocol,
+                             "accuracy": {str(n): list(v) for n, v in s.accuracy.items()},
+                             "aubc": list(s.aubc)}
+                       for arm, s in arms.items()}
+             for dataset, arms in summary.items()}
+  with open(os.path.join(out, "summary.json"), "w") as f:
+    json.dump(content, f, indent=1)
+  return content
+
+
+def _define_flags():
+  _FLAGS["workdirs"] = flags.DEFINE_list("workdirs", None, "Runs or trees of runs.",
+                                         required=True)
+  _FLAGS["out"] = flags.DEFINE_string("out", None, "Folder for the report.", required=True)
+  _FLAGS["benchmark"] = flags.DEFINE_string(
+      "benchmark", None, "JSON lines of experiments.benchmark, for the query-time table.")
+
+
+def main(argv):
+  del argv
+  try:
+    out = _FLAGS["out"].value
+    write_report(_FLAGS["workdirs"].value, out, _FLAGS["benchmark"].value)
+  except ReportError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
+  print(f"wrote {os.path.join(out, 'report.md')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,94 @@
+"""experiments.report on fabricated workdirs whose summary is computed by hand."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from conftest import run_module
+from experiments import report
+
+
+def _fabricate(path, strategy, seed, accuracies, *, steps_per_epoch="auto", rounds=None):
+  """A results.json as the driver writes it, with the given test accuracies."""
+  os.makedirs(path)
+  config = {"seed": seed, "data": {"name": "fashion_mnist", "pool_size": -1},
+            "al": {"initial_labeled": 1000, "query_size": 500,
+                   "rounds": rounds if rounds is not None else len(accuracies) - 1},
+            "train": {"epochs": 10, "variant": "paper", "adversarial": "auto",
+                      "steps_per_epoch": steps_per_epoch},
+            "query": {"strategy": strategy}}
+  history = [{"round": i, "num_labeled": 1000 + 500 * i, "test_accuracy": a,
+              "val_accuracy": a, "train_seconds": 1.0, "query_seconds": 0.5,
+              "queried_indices": [], "queried_class_counts": [50] * 10}
+             for i, a in enumerate(accuracies)]
+  with open(os.path.join(path, "results.json"), "w") as f:
+    json.dump({"config": config, "device": "cpu", "rounds": history}, f)
+
+
+@pytest.fixture
+def workdirs(tmp_path):
+  # Two workdirs: a WAAL tree of two seeds, and one Random run (+ its match_pool control).
+  _fabricate(tmp_path / "waal" / "seed_0", "waal", 0, [0.70, 0.80, 0.90])
+  _fabricate(tmp_path / "waal" / "seed_1", "waal", 1, [0.74, 0.78, 0.86])
+  _fabricate(tmp_path / "random", "random", 0, [0.60, 0.65, 0.70])
+  _fabricate(tmp_path / "random_matched", "random", 0, [0.62, 0.66, 0.72],
+             steps_per_epoch="match_pool")
+  return [str(tmp_path / name) for name in ("waal", "random", "random_matched")]
+
+
+def test_means_stds_and_aubc_by_hand(workdirs):
+  summary = report.summarise(report.find_runs(workdirs))["fashion_mnist"]
+  assert sorted(summary) == ["random", "random+match_pool", "waal"]
+  waal = summary["waal"]
+  assert waal.seeds == [0, 1]
+  # 1,000 labels: 70 and 74 -> mean 72, sample std |70-74|/sqrt(2) = 2.8284.
+  mean, std, n = waal.accuracy[1000]
+  assert (mean, n) == (pytest.approx(72.0), 2) and std == pytest.approx(2.828427, abs=1e-5)
+  assert waal.accuracy[1500][:2] == (pytest.approx(79.0), pytest.approx(1.414214, abs=1e-5))
+  assert waal.accuracy[2000][:2] == (pytest.approx(88.0), pytest.approx(2.828427, abs=1e-5))
+  # AUBC per seed: (70+80+90)/3 = 80 and (74+78+86)/3 = 79.333; mean 79.667, std 0.4714.
+  assert waal.aubc[0] == pytest.approx(79.666667, abs=1e-5)
+  assert waal.aubc[1] == pytest.approx(0.471405, abs=1e-5)
+  assert summary["random"].aubc == (pytest.approx(65.0), 0.0)       # one seed: std 0
+  assert summary["random+match_pool"].aubc[0] == pytest.approx(66.666667, abs=1e-5)
+
+
+def test_paper_columns_match_the_csv(workdirs, tmp_path):
+  out = tmp_path / "report"
+  report.write_report(workdirs, str(out))
+  with open(report.PAPER_ACCURACY) as f:      # the paper's Table 4, copied as data
+    rows = {(r["table"], r["method"], int(r["num_labeled"])): r for r in csv.DictReader(f)}
+  text = (out / "report.md").read_text()
+  table = [l for l in text.splitlines() if l.startswith("| 1,000 |")][0]
+  waal_paper = rows[("table4", "waal", 1000)]
+  random_paper = rows[("table4", "random", 1000)]
+  # Columns: labels, waal, random, random+match_pool (no paper number for the control).
+  cells = [c.strip() for c in table.strip("|").split("|")]
+  assert cells[1] == (f"72.00 ± 2.83 ({float(waal_paper['mean_accuracy_percent']):.2f} ± "
+                      f"{float(waal_paper['std_percent']):.2f})")
+  # Ours 60.00 ± 0 against the paper's 58.03 ± 2.81: within the combined std, unmarked.
+  assert cells[2] == (f"60.00 ± 0.00 ({float(random_paper['mean_accuracy_percent']):.2f} ± "
+                      f"{float(random_paper['std_percent']):.2f})")
+  assert cells[3] == "62.00 ± 0.00"
+  # 2,000 labels: WAAL 88.00 ± 2.83 against the paper's 79.85 ± 0.49 is marked as above.
+  row_2000 = [l for l in text.splitlines() if l.startswith("| 2,000 |")][0]
+  assert "**88.00 ± 2.83 (79.85 ± 0.49) ▲**" in row_2000
+  assert (out / "fashion_mnist.png").stat().st_size > 10_000
+  assert "50 50 50" in (out / "provenance.md").read_text()
+  summary = json.loads((out / "summary.json").read_text())
+  assert summary["fashion_mnist"]["waal"]["aubc"][0] == pytest.approx(79.666667, abs=1e-5)
+
+
+def test_mixed_protocols_and_bad_folders_are_one_line(workdirs, tmp_path):
+  _fabricate(tmp_path / "waal" / "seed_2", "waal", 2, [0.7, 0.8], rounds=1)
+  done = run_module("experiments.report", f"--workdirs={workdirs[0]}",
+                    f"--out={tmp_path / 'r'}")
+  assert done.returncode == 1 and "Traceback" not in done.stderr
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      "error: fashion_mnist waal: runs of different protocols cannot be averaged")
+  done = run_module("experiments.report", f"--workdirs={tmp_path / 'nothing'}",
+                    f"--out={tmp_path / 'r'}")
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == f"error: --workdirs: {tmp_path / 'nothing'} is not a folder"
