@@ -63,53 +63,39 @@ def test_training_steps_on_4_devices_equal_1_device(tmp_path):
     np.testing.assert_allclose(a[name], b[name], rtol=2e-5, atol=2e-6, err_msg=name)
 
 
-@needs_fashion_mnist
-def test_a_tiny_round_selects_the_same_on_1_and_4_devices(tmp_path):
-  chosen = {}
-  for devices in (1, 4):
-    workdir = tmp_path / f"d{devices}"
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    args = ["--config=fashion_mnist", f"--workdir={workdir}",
-            f"--config.data.cache_dir={tmp_path / 'cache'}", *TINY,
-            "--config.al.rounds=1", "--config.query.batch_size=32"]
-    done = subprocess.run([sys.executable, "-m", "experiments.main", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    with open(workdir / "results.json") as f:
-      results = json.load(f)
-    assert results["device"] == ("cpu" if devices == 1 else "4x cpu")
-    chosen[devices] = results["rounds"]
-  for a, b in zip(chosen[1], chosen[4]):
-    assert a["queried_indices"] == b["queried_indices"]
-    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.002)
+def _start_main(workdir, devices, args, **env):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **env)
+  return subprocess.Popen([sys.executable, "-m", "experiments.main", "--config=fashion_mnist",
+                           f"--workdir={workdir}", *args], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process):
+  _, err = process.communicate(timeout=900)
+  assert process.returncode == 0, err[-3000:]
+  return err
 
 
 @needs_fashion_mnist
-def test_two_processes_of_two_devices_equal_one_process_of_four(tmp_path):
-  """--config.distributed=True over 2 processes (hosts), 2 CPU devices each."""
+def test_a_tiny_round_is_the_same_on_1_device_4_devices_and_2_hosts(tmp_path):
+  """One tiny round through the driver on 1 device, on 4, and with
+  --config.distributed=True over 2 processes (hosts) of 2 CPU devices each."""
   args = [f"--config.data.cache_dir={tmp_path / 'cache'}", *TINY, "--config.al.rounds=1",
           "--config.query.batch_size=32"]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_COORDINATOR_ADDRESS="localhost:12391", WAAL_NUM_PROCESSES="2")
-  command = [sys.executable, "-m", "experiments.main", "--config=fashion_mnist",
-             f"--workdir={tmp_path / 'hosts'}", "--config.distributed=True", *args]
-  processes = [subprocess.Popen(command, cwd=ROOT, env=dict(env, WAAL_PROCESS_ID=str(i)),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for i in (0, 1)]
-  outputs = [p.communicate(timeout=900) for p in processes]
-  for p, (_, err) in zip(processes, outputs):
-    assert p.returncode == 0, err[-3000:]
-  assert "done: test accuracy" in outputs[0][1] and "done:" not in outputs[1][1]
-  env4 = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-  done = subprocess.run([sys.executable, "-m", "experiments.main", "--config=fashion_mnist",
-                         f"--workdir={tmp_path / 'one'}", *args], cwd=ROOT, env=env4,
-                        capture_output=True, text=True, timeout=900)
-  assert done.returncode == 0, done.stderr[-3000:]
-  results = []
-  for name in ("hosts", "one"):
+  # The cache is written by the first run; the others then read it.
+  _finish(_start_main(tmp_path / "d1", 1, args))
+  _finish(_start_main(tmp_path / "d4", 4, args))
+  hosts = [_start_main(tmp_path / "hosts", 2, [*args, "--config.distributed=True"],
+                       JAX_COORDINATOR_ADDRESS="localhost:12391", WAAL_NUM_PROCESSES="2",
+                       WAAL_PROCESS_ID=str(i)) for i in (0, 1)]
+  logs = [_finish(p) for p in hosts]
+  assert "done: seed 0: test accuracy" in logs[0] and "done:" not in logs[1]
+  results = {}
+  for name in ("d1", "d4", "hosts"):
     with open(tmp_path / name / "results.json") as f:
-      results.append(json.load(f))
-  assert results[0]["device"] == results[1]["device"] == "4x cpu"
-  for a, b in zip(results[0]["rounds"], results[1]["rounds"]):
-    assert a["queried_indices"] == b["queried_indices"]
-    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.002)
+      results[name] = json.load(f)
+  assert [results[n]["device"] for n in ("d1", "d4", "hosts")] == ["cpu", "4x cpu", "4x cpu"]
+  for name in ("d4", "hosts"):
+    for a, b in zip(results["d1"]["rounds"], results[name]["rounds"]):
+      assert a["queried_indices"] == b["queried_indices"], name
+      assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=0.002), name
