@@ -94,11 +94,7 @@ def main(argv):
       config.train.epochs = max(_TRAIN_EPOCHS.value, 1)   # trained this many epochs.
     settings_lib.check(config)
     try:
-      splits = data_lib.load(
-          config.data.name, seed=config.seed, data_dir=config.data.data_dir or None,
-          manual_dir=config.data.manual_dir or None, cache_dir=config.data.cache_dir or None,
-          download=config.data.download, pool_size=config.data.pool_size,
-          val_size=config.data.val_size, log=cli.log)
+      splits = loop.load_splits(config, log=cli.log)
     except UserError as e:
       if "no data found" not in str(e):
         raise

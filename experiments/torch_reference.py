@@ -7,8 +7,6 @@ with a WGAN-GP penalty at random interpolates. The data sit in memory as tensors
 and batches are gathered by index, as in waal_jax; nothing is loaded per example.
 """
 
-import time
-
 import numpy as np
 import torch
 from torch import nn
@@ -114,17 +112,3 @@ class WAALStep:
     (-self.mu * (w - self.penalty * gp)).backward()
     self.opt_critic.step()
 
-
-def time_steps(model: str, image_shape, steps: int, repeats: int, pool_size: int = 4096,
-               batch_size: int = 64):
-  """Median seconds per step over `repeats` timings of `steps` steps, after a warm-up."""
-  waal = WAALStep(model, image_shape, pool_size, batch_size)
-  for _ in range(5):
-    waal.step()
-  samples = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(steps):
-      waal.step()
-    samples.append((time.perf_counter() - start) / steps)
-  return float(np.median(samples)), samples

@@ -105,12 +105,13 @@ def test_banded_lenet_equals_xla_lenet_on_real_images():
       np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-4 * np.abs(v).max())
 
 
-@pytest.mark.parametrize("size", [1, 2, 4])
-def test_conv_same_gradients_equal_xla(size):
-  rng = np.random.default_rng(size)
-  x = jnp.asarray(rng.normal(size=(3, size, size, 5)), jnp.float32)
+# Every map of at most 4 positions takes the patch-matmul path (larger ones are XLA's).
+@pytest.mark.parametrize("h,w", [(1, 1), (2, 2), (1, 4), (2, 1)])
+def test_conv_same_patch_path_equals_xla_with_gradients(h, w):
+  rng = np.random.default_rng(h * 10 + w)
+  x = jnp.asarray(rng.normal(size=(3, h, w, 5)), jnp.float32)
   kernel = jnp.asarray(rng.normal(size=(3, 3, 5, 7)), jnp.float32)
-  d_y = jnp.asarray(rng.normal(size=(3, size, size, 7)), jnp.float32)
+  d_y = jnp.asarray(rng.normal(size=(3, h, w, 7)), jnp.float32)
   xla = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
   np.testing.assert_allclose(models.conv_same(x, kernel), xla(x, kernel), rtol=1e-5, atol=1e-5)

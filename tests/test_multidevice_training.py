@@ -39,8 +39,13 @@ STEP_SCRIPT = textwrap.dedent("""
     state, sums = trainer.train_epoch(state, device_data, plan, trainer.hyper(inputs, 0),
                                       jax.random.key(2), 3)
     leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(state.params))
+    # Data parallel, not replicated work: the compiled step sums gradients over devices.
+    step_hlo = trainer.step_fn.lower(state, device_data.pool_images, device_data.pool_labels,
+                                     plan, np.int32(0), trainer.hyper(inputs, 0), sums,
+                                     jax.random.key(2)).compile().as_text()
     np.savez(out, **{jax.tree_util.keystr(k): v for k, v in leaves},
-             loss=np.asarray(sums["loss"]), devices=len(state.step.sharding.device_set))
+             loss=np.asarray(sums["loss"]), devices=len(state.step.sharding.device_set),
+             all_reduce=("all-reduce" in step_hlo))
 """)
 
 
@@ -58,8 +63,9 @@ def test_training_steps_on_4_devices_equal_1_device(tmp_path):
   _run(STEP_SCRIPT, 4, four)
   a, b = np.load(one), np.load(four)
   assert int(a["devices"]) == 1 and int(b["devices"]) == 4
+  assert not a["all_reduce"] and b["all_reduce"]
   assert set(a.files) == set(b.files) and len(a.files) > 10
-  for name in set(a.files) - {"devices"}:
+  for name in set(a.files) - {"devices", "all_reduce"}:
     np.testing.assert_allclose(a[name], b[name], rtol=2e-5, atol=2e-6, err_msg=name)
 
 
@@ -95,6 +101,8 @@ def test_a_tiny_round_is_the_same_on_1_device_4_devices_and_2_hosts(tmp_path):
     with open(tmp_path / name / "results.json") as f:
       results[name] = json.load(f)
   assert [results[n]["device"] for n in ("d1", "d4", "hosts")] == ["cpu", "4x cpu", "4x cpu"]
+  for name in ("d1", "d4", "hosts"):
+    assert [r["num_labeled"] for r in results[name]["rounds"]] == [40, 60], name
   for name in ("d4", "hosts"):
     for a, b in zip(results["d1"]["rounds"], results[name]["rounds"]):
       assert a["queried_indices"] == b["queried_indices"], name

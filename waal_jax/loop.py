@@ -59,6 +59,15 @@ class Experiment:
   pool: strategies.ScoringPool
 
 
+def load_splits(config, log: Callable[[str], None] = logging.info) -> data_lib.Splits:
+  """The dataset and Table 2 splits that `config.data` and `config.seed` describe."""
+  return data_lib.load(
+      config.data.name, seed=config.seed, data_dir=config.data.data_dir or None,
+      manual_dir=config.data.manual_dir or None, cache_dir=config.data.cache_dir or None,
+      download=config.data.download, pool_size=config.data.pool_size,
+      val_size=config.data.val_size, log=log)
+
+
 def build(config, log: Callable[[str], None] = logging.info,
           splits: Optional[data_lib.Splits] = None) -> Experiment:
   """Checks the config, loads the data (unless given) onto the devices and builds the
@@ -68,11 +77,7 @@ def build(config, log: Callable[[str], None] = logging.info,
   train_settings = settings_lib.train_settings(config)
   query_settings = settings_lib.query_settings(config)
   if splits is None:
-    splits = data_lib.load(
-        config.data.name, seed=config.seed, data_dir=config.data.data_dir or None,
-        manual_dir=config.data.manual_dir or None, cache_dir=config.data.cache_dir or None,
-        download=config.data.download, pool_size=config.data.pool_size,
-        val_size=config.data.val_size, log=log)
+    splits = load_splits(config, log)
   pool_count = len(splits.pool_labels)
   settings_lib.check_budget(al, pool_count)
   mesh = sharding.make_mesh()
