@@ -21,7 +21,6 @@ stand in ("data": "synthetic"): none of these times depends on the pixel values.
 """
 
 import csv
-import dataclasses
 import json
 import os
 import statistics
@@ -92,15 +91,17 @@ def main(argv):
       config.query.strategy = "waal"      # The network all strategies query: WAAL's,
       config.train.adversarial = "wasserstein"
       config.train.epochs = max(_TRAIN_EPOCHS.value, 1)   # trained this many epochs.
-    settings_lib.check(config)
+    resolved = settings_lib.resolve(config)
     try:
-      splits = loop.load_splits(config, log=cli.log)
+      splits = loop.load_splits(resolved.data, resolved.seed, log=cli.log)
     except UserError as e:
       if "no data found" not in str(e):
         raise
       cli.log(f"{config.data.name} is not available here: timing random images of its "
               "Table 2 sizes instead")
-      splits = data_lib.synthetic_splits(data_lib.get_spec(config.data.name), seed=config.seed,
+      spec = data_lib.with_normalization(data_lib.get_spec(config.data.name),
+                                         resolved.data.mean, resolved.data.std)
+      splits = data_lib.synthetic_splits(spec, seed=config.seed,
                                          pool_size=config.data.pool_size)
       source = "synthetic"
     exp = loop.build(config, log=cli.log, splits=splits)
@@ -113,7 +114,6 @@ def main(argv):
   inputs = trainer.round_inputs(labeled, exp.al.query_size)
   keys = jax.random.split(jax.random.key(1), 3)
   plan = trainer.epoch_plan(keys[0], inputs)
-  hyper = trainer.hyper(inputs, 0)
   common = {"config": config.data.name, "data": source, "model": config.model.name,
             "device": sharding.describe_devices(), "jax": jax.__version__}
 
@@ -124,8 +124,8 @@ def main(argv):
 
   def steps(count):
     def run():
-      state[0], sums = trainer.train_epoch(state[0], exp.device_data, plan, hyper, keys[2],
-                                           count)
+      state[0], sums = trainer.train_epoch(state[0], exp.device_data, plan, inputs.weights,
+                                           keys[2], count)
       jax.block_until_ready(sums)
     return run
 
@@ -200,11 +200,12 @@ def main(argv):
     variables = fit.variables
   is_labeled = np.zeros(pool_count, bool)
   is_labeled[labeled] = True
-  query_settings = settings_lib.query_settings(config)
   timings = {}
   for name in names:
+    with config.unlocked():
+      config.query.strategy = name   # (trained as WAAL: train.adversarial stays set)
     strategy = strategies.create(exp.trainer.nets, exp.splits.spec,
-                                 dataclasses.replace(query_settings, strategy=name), exp.mesh)
+                                 settings_lib.resolve(config).query, exp.mesh)
     seconds, samples = _median_seconds(
         lambda: strategy.select(keys[0], variables, exp.pool, is_labeled, exp.al.query_size),
         _QUERY_REPEATS.value)

@@ -49,3 +49,53 @@ def run_module(module, *args, env=None, timeout=600):
 @pytest.fixture
 def cache_dir(tmp_path):
   return str(tmp_path / "cache")
+
+
+def make_config(name: str = "fashion_mnist", preset: str = "paper", **fields):
+  """A dataset config (experiments/configs) with fields overridden, given as
+  group__field=value (e.g. model__name="vgg16")."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"experiments.configs.{name}").get_config(preset)
+  for key, value in fields.items():
+    group, field = key.split("__")
+    config[group][field] = value
+  return config
+
+
+def make_settings(name: str = "fashion_mnist", preset: str = "paper", **fields):
+  """The checked settings (waal_jax.settings.Settings) of make_config(...)."""
+  from waal_jax import settings  # pylint: disable=g-import-not-at-top
+  return settings.resolve(make_config(name, preset, **fields))
+
+
+def make_nets(name: str = "fashion_mnist", **fields):
+  """The networks of make_config(...): models.build on its model settings."""
+  from waal_jax import models  # pylint: disable=g-import-not-at-top
+  return models.build(make_settings(name, **fields).model, 10)
+
+
+def write_synthetic_fashion_mnist(cache_dir: str, train: int = 1200, test: int = 300) -> str:
+  """A Fashion-MNIST-shaped cache file of synthetic images in `cache_dir` (class means
+  plus noise, so a network can learn them), read as `data.name=fashion_mnist` with
+  `data.cache_dir=cache_dir`. For the plumbing tests (driver, resume, rounds,
+  compilation), which need no real pixels. Returns cache_dir."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  means = rng.integers(0, 256, (10, 28, 28, 1))
+
+  def images(labels):
+    noisy = means[labels] + rng.normal(0, 60, (len(labels), 28, 28, 1))
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+  train_labels = rng.integers(0, 10, train).astype(np.int32)
+  test_labels = rng.integers(0, 10, test).astype(np.int32)
+  raw = data_lib.RawData(images(train_labels), train_labels, images(test_labels), test_labels,
+                         source="synthetic test images")
+  data_lib._write_cache(os.path.join(cache_dir, "fashion_mnist.npz"), raw)  # pylint: disable=protected-access
+  return cache_dir
+
+
+@pytest.fixture(scope="module")
+def synthetic_cache(tmp_path_factory):
+  """A data.cache_dir holding synthetic Fashion-MNIST (see write_synthetic_fashion_mnist)."""
+  return write_synthetic_fashion_mnist(str(tmp_path_factory.mktemp("synthetic_cache")))

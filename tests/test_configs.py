@@ -1,13 +1,14 @@
 """The dataset configs: they load, pass the checks and follow Tables 2 and 3."""
 
 import csv
+import dataclasses
 import os
 
 import pytest
 
 from conftest import ROOT
 from experiments import cli
-from experiments.configs import cifar10, fashion_mnist, stl10, svhn
+from experiments.configs import base, cifar10, fashion_mnist, stl10, svhn
 from waal_jax import settings
 from waal_jax.errors import UserError
 
@@ -28,8 +29,7 @@ def _paper_budgets():
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_config_budgets_match_the_paper_tables(name):
   config = CONFIGS[name].get_config()
-  settings.check(config)
-  al = settings.al_settings(config)
+  al = settings.resolve(config).al
   budgets = [al.initial_labeled + k * al.query_size for k in range(al.rounds + 1)]
   assert budgets == _paper_budgets()[PAPER_DATASET[config.data.name]]
 
@@ -53,9 +53,33 @@ def test_reference_argument_sets_the_released_code():
   config = svhn.get_config("reference")
   assert config.train.variant == "reference"
   assert config.train.mu == 2e-3 and config.query.selection == 10
-  assert settings.train_settings(config).augment          # crop + flip on SVHN
-  assert not settings.train_settings(fashion_mnist.get_config("reference")).augment
-  assert not settings.train_settings(svhn.get_config()).augment
+  for field, value in base.REFERENCE.items():
+    group, name = field.split(".")
+    assert config[group][name] == value, field
+  assert settings.resolve(config).train.augment == "crop_flip"      # SVHN only
+  assert settings.resolve(fashion_mnist.get_config("reference")).train.augment == "none"
+  assert settings.resolve(svhn.get_config()).train.augment == "none"
+  mnist = fashion_mnist.get_config("reference")
+  assert (mnist.data.mean, mnist.data.std) == ((0.1307,), (0.3081,))
+
+
+def test_the_preset_name_is_only_a_label():
+  """train.variant changes no behaviour: the fields say what is done."""
+  reference = fashion_mnist.get_config("reference")
+  relabelled = fashion_mnist.get_config("reference")
+  relabelled.train.variant = "paper"
+  a, b = settings.resolve(reference), settings.resolve(relabelled)
+  assert a.train.variant != b.train.variant
+  assert dataclasses.replace(a.train, variant="") == dataclasses.replace(b.train, variant="")
+  assert (a.model, a.data, a.query) == (b.model, b.data, b.query)
+
+
+def test_paper_preset_differs_from_reference_in_the_listed_fields_only():
+  paper, reference = fashion_mnist.get_config(), fashion_mnist.get_config("reference")
+  flat = lambda c: {f"{g}.{k}": v for g, group in c.items() if hasattr(group, "items")
+                    for k, v in group.items()}
+  differing = {k for k, v in flat(paper).items() if flat(reference)[k] != v}
+  assert differing == set(base.REFERENCE) | set(fashion_mnist.REFERENCE)
 
 
 def test_config_names_resolve():
@@ -68,4 +92,4 @@ def test_lenet_on_color_images_is_refused():
   config = cifar10.get_config()
   config.model.name = "lenet5"
   with pytest.raises(UserError, match="model.name='lenet5': takes 28x28x1 images"):
-    settings.check(config)
+    settings.resolve(config)

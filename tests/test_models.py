@@ -5,17 +5,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import make_nets
 from waal_jax import models
-from waal_jax.errors import UserError
 
 
-@pytest.mark.parametrize("name,image_shape,feature_dim,features,hidden", [
-    ("lenet5", (28, 28, 1), None, 320, 50),
-    ("vgg16", (32, 32, 3), None, 512, 50),
-    ("vgg16", (96, 96, 3), 4096, 4096, 100),
+@pytest.mark.parametrize("config,image_shape,features,hidden", [
+    ("fashion_mnist", (28, 28, 1), 320, 50),
+    ("cifar10", (32, 32, 3), 512, 50),
+    ("stl10", (96, 96, 3), 4096, 100),
 ])
-def test_feature_and_head_shapes(name, image_shape, feature_dim, features, hidden):
-  nets = models.build(name, num_classes=10, head_hidden=hidden, feature_dim=feature_dim)
+def test_feature_and_head_shapes(config, image_shape, features, hidden):
+  nets = make_nets(config)
+  name = "lenet5" if config == "fashion_mnist" else "vgg16"
   variables = nets.init(jax.random.key(0), image_shape)
   params = variables["params"]
   x = jax.random.normal(jax.random.key(1), (3, *image_shape))
@@ -31,7 +32,7 @@ def test_feature_and_head_shapes(name, image_shape, feature_dim, features, hidde
 
 
 def test_lenet5_parameter_count():
-  nets = models.build("lenet5", num_classes=10, head_hidden=50)
+  nets = make_nets()
   params = nets.init(jax.random.key(0), (28, 28, 1))["params"]
   count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))
   assert count(params["features"]) == (5 * 5 * 1 * 10 + 10) + (5 * 5 * 10 * 20 + 20)
@@ -40,7 +41,7 @@ def test_lenet5_parameter_count():
 
 
 def test_dropout_only_in_training():
-  nets = models.build("lenet5", num_classes=10, head_hidden=50)
+  nets = make_nets()
   params = nets.init(jax.random.key(0), (28, 28, 1))["params"]
   z = jnp.ones((4, 320))
   np.testing.assert_array_equal(nets.logits(params, z), nets.logits(params, z))
@@ -50,18 +51,13 @@ def test_dropout_only_in_training():
 
 
 def test_batch_norm_statistics_update_in_training():
-  nets = models.build("vgg16", num_classes=10, head_hidden=50)
+  nets = make_nets("cifar10")
   variables = nets.init(jax.random.key(0), (32, 32, 3))
   x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3)) + 3.0
   _, stats = nets.embed(variables["params"], variables["batch_stats"], x, train=True)
   before = jax.tree.leaves(variables["batch_stats"])[0]
   after = jax.tree.leaves(stats)[0]
   assert not np.allclose(before, after)
-
-
-def test_unknown_model_is_a_user_error():
-  with pytest.raises(UserError, match="model.name"):
-    models.build("resnet", num_classes=10, head_hidden=50)
 
 
 @pytest.mark.parametrize("conv_shape", [((8, 28, 28, 1), 10, 6), ((8, 12, 12, 10), 20, 4)])
@@ -89,8 +85,7 @@ def test_banded_lenet_equals_xla_lenet_on_real_images():
   if raw is None:
     pytest.skip("needs `apt-get install dataset-fashion-mnist`")
   x = data.normalize(jnp.asarray(raw.test_images[:64]), data.get_spec("fashion_mnist"))
-  nets = {conv: models.build("lenet5", num_classes=10, head_hidden=50, conv=conv)
-          for conv in ("banded", "xla")}
+  nets = {conv: make_nets(model__conv=conv) for conv in ("banded", "xla")}
   params = nets["banded"].init(jax.random.key(3), (28, 28, 1))["params"]
 
   def loss(conv, params, x):
@@ -119,3 +114,59 @@ def test_conv_same_patch_path_equals_xla_with_gradients(h, w):
   theirs = jax.vjp(xla, x, kernel)[1](d_y)
   for a, b in zip(ours, theirs):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def _layers(params, path=()):
+  """(path, kernel, bias or None) of every conv / dense layer."""
+  if "kernel" in params:
+    yield path, np.asarray(params["kernel"]), params.get("bias")
+    return
+  for name, child in params.items():
+    if isinstance(child, dict):
+      yield from _layers(child, path + (name,))
+
+
+@pytest.mark.parametrize("config,image_shape", [("fashion_mnist", (28, 28, 1)),
+                                                ("cifar10", (32, 32, 3))])
+def test_initial_weights_follow_pytorchs_rule_layer_by_layer(config, image_shape):
+  """PyTorch's Conv2d / Linear: weights and biases uniform in +-1/sqrt(fan_in), so the
+  weights' standard deviation is 1/sqrt(3 fan_in) (LeCun normal: 1/sqrt(fan_in))."""
+  params = make_nets(config).init(jax.random.key(0), image_shape)["params"]
+  layers = list(_layers(params))
+  assert len(layers) == (2 + 4 if config == "fashion_mnist" else 13 + 4)
+  for path, kernel, bias in layers:
+    fan_in = int(np.prod(kernel.shape[:-1]))
+    bound = 1 / np.sqrt(fan_in)
+    assert np.abs(kernel).max() <= bound * (1 + 1e-6), path
+    # Sampling error of the std of n uniform draws: about 0.45 / sqrt(n) relative.
+    tolerance = 4 * 0.45 / np.sqrt(kernel.size)
+    assert kernel.std() == pytest.approx(bound / np.sqrt(3), rel=tolerance), path
+    if bias is not None:
+      bias = np.asarray(bias)
+      assert 0.3 * bound < np.abs(bias).max() <= bound * (1 + 1e-6), path
+  lecun = make_nets(config, model__init="lecun").init(jax.random.key(0), image_shape)["params"]
+  for (path, kernel, _), (_, pytorch_kernel, _) in zip(_layers(lecun), layers):
+    if kernel.size > 1000:
+      assert kernel.var() / pytorch_kernel.var() == pytest.approx(3.0, rel=0.15), path
+
+
+def test_batch_norm_is_pytorchs_and_ignores_masked_rows():
+  """Training mode: normalise with the batch's biased variance; the running averages
+  move by 0.1 towards the mean and the UNBIASED variance; padding rows count nowhere."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(2.0, 3.0, (5, 2, 2, 3)).astype(np.float32)
+  padded = np.concatenate([x, np.full((3, 2, 2, 3), 100.0, np.float32)])
+  mask = np.arange(8) < 5
+  layer = models.BatchNorm()
+  variables = layer.init(jax.random.key(0), x, train=False)
+  y, updates = layer.apply(variables, padded, True, mask, mutable=["batch_stats"])
+  mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+  np.testing.assert_allclose(y[:5], (x - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-5)
+  n = 5 * 2 * 2
+  stats = updates["batch_stats"]
+  np.testing.assert_allclose(stats["mean"], 0.1 * mean, rtol=1e-5)
+  np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
+  # Evaluation mode uses the running averages.
+  y_eval = layer.apply({"params": variables["params"], "batch_stats": stats}, x, False)
+  np.testing.assert_allclose(y_eval, (x - stats["mean"]) / np.sqrt(stats["var"] + 1e-5),
+                             rtol=1e-4, atol=1e-5)

@@ -12,37 +12,38 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY, needs_fashion_mnist
+from conftest import ROOT, TINY, write_synthetic_fashion_mnist
 
 STEP_SCRIPT = textwrap.dedent("""
     import sys
     import jax, numpy as np
-    from waal_jax import data, models, sharding, train
-    devices, out = int(sys.argv[1]), sys.argv[2]
+    from experiments.configs import fashion_mnist
+    from waal_jax import data, models, settings, sharding, train
+    devices, preset, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     assert jax.device_count() == devices
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (512, 28, 28, 1)).astype(np.uint8)
     labels = rng.integers(0, 10, 512).astype(np.int32)
     splits = data.Splits(data.get_spec("fashion_mnist"), images, labels, images[:64],
                          labels[:64], images[:64], labels[:64], "synthetic")
-    settings = train.TrainSettings("wasserstein", "paper", epochs=1, batch_size=32,
-                                   learning_rate=0.05, momentum=0.5, mu=0.5,
-                                   gradient_penalty=2.0, patience=0, augment=False,
-                                   eval_batch_size=64)
-    nets = models.build("lenet5", num_classes=10, head_hidden=50)
+    config = fashion_mnist.get_config(preset)
+    config.train.epochs, config.train.batch_size, config.train.eval_batch_size = 1, 32, 64
+    config.train.learning_rate, config.train.mu = 0.05, 0.5
+    resolved = settings.resolve(config)
+    nets = models.build(resolved.model, 10)
     mesh = sharding.make_mesh()
-    trainer = train.Trainer(nets, settings, splits.spec, mesh, 512, 128)
-    device_data = trainer.device_data(splits)
+    trainer = train.Trainer(nets, resolved.train, splits.spec, mesh, 512, 128)
+    device_data = trainer.device_data(splits, sharding.replicate(mesh, images))
     inputs = trainer.round_inputs(np.arange(100), 28)
     plan = trainer.epoch_plan(jax.random.key(1), inputs)
     state = trainer.init_state(jax.random.key(0))
-    state, sums = trainer.train_epoch(state, device_data, plan, trainer.hyper(inputs, 0),
+    state, sums = trainer.train_epoch(state, device_data, plan, inputs.weights,
                                       jax.random.key(2), 3)
     leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(state.params))
     # Data parallel, not replicated work: the compiled step sums gradients over devices.
     step_hlo = trainer.step_fn.lower(state, device_data.pool_images, device_data.pool_labels,
-                                     plan, np.int32(0), trainer.hyper(inputs, 0), sums,
-                                     jax.random.key(2)).compile().as_text()
+                                     plan, np.int32(0), sharding.replicate(mesh, inputs.weights),
+                                     sums, jax.random.key(2)).compile().as_text()
     np.savez(out, **{jax.tree_util.keystr(k): v for k, v in leaves},
              loss=np.asarray(sums["loss"]), devices=len(state.step.sharding.device_set),
              all_reduce=("all-reduce" in step_hlo))
@@ -57,10 +58,13 @@ def _run(script, devices, *args, timeout=900):
   return done
 
 
-def test_training_steps_on_4_devices_equal_1_device(tmp_path):
+@pytest.mark.parametrize("preset", ["paper", "reference"])
+def test_training_steps_on_4_devices_equal_1_device(tmp_path, preset):
+  """Both presets: joint and separate domain batches (with batch statistics), shared and
+  recomputed critic features, the extractor's channel dropout."""
   one, four = str(tmp_path / "one.npz"), str(tmp_path / "four.npz")
-  _run(STEP_SCRIPT, 1, one)
-  _run(STEP_SCRIPT, 4, four)
+  _run(STEP_SCRIPT, 1, preset, one)
+  _run(STEP_SCRIPT, 4, preset, four)
   a, b = np.load(one), np.load(four)
   assert int(a["devices"]) == 1 and int(b["devices"]) == 4
   assert not a["all_reduce"] and b["all_reduce"]
@@ -82,13 +86,12 @@ def _finish(process):
   return err
 
 
-@needs_fashion_mnist
 def test_a_tiny_round_is_the_same_on_1_device_4_devices_and_2_hosts(tmp_path):
   """One tiny round through the driver on 1 device, on 4, and with
   --config.distributed=True over 2 processes (hosts) of 2 CPU devices each."""
-  args = [f"--config.data.cache_dir={tmp_path / 'cache'}", *TINY, "--config.al.rounds=1",
+  cache = write_synthetic_fashion_mnist(str(tmp_path / "cache"))
+  args = [f"--config.data.cache_dir={cache}", *TINY, "--config.al.rounds=1",
           "--config.query.batch_size=32"]
-  # The cache is written by the first run; the others then read it.
   _finish(_start_main(tmp_path / "d1", 1, args))
   _finish(_start_main(tmp_path / "d4", 4, args))
   hosts = [_start_main(tmp_path / "hosts", 2, [*args, "--config.distributed=True"],

@@ -15,11 +15,11 @@ def test_bias_coefficient_paper_example():
   assert objectives.bias_coefficient(1000, 9000, 1000) == pytest.approx(0.0494, abs=1e-4)
 
 
-def test_adversarial_weights_per_variant():
-  weight, c0 = objectives.adversarial_weights("paper", 0.01, 1000, 9000, 1000)
+def test_adversarial_weights_per_rule():
+  weight, c0 = objectives.adversarial_weights("bias_coefficient", 0.01, 1000, 9000, 1000)
   assert weight == pytest.approx(0.01 * 9 / 10)        # mu' = gamma / (1 + gamma) mu
   assert c0 == pytest.approx(4 / 81)
-  weight, coefficient = objectives.adversarial_weights("reference", 0.002, 1000, 9000, 1000)
+  weight, coefficient = objectives.adversarial_weights("size_ratio", 0.002, 1000, 9000, 1000)
   assert weight == 0.002 and coefficient == pytest.approx(1 / 9)   # gamma = L / U
 
 
@@ -38,6 +38,23 @@ def test_wasserstein_term():
   # mean over the two valid unlabeled values minus C * mean labeled.
   value = objectives.wasserstein_term(g_u, g_l, 0.5, jnp.array([1, 1, 0]))
   assert value == pytest.approx(0.8 - 0.5 * 0.3, rel=1e-6)
+  # A padded labeled row (the last batch of a cycled epoch) is left out too.
+  value = objectives.wasserstein_term(g_u, jnp.array([0.2, 0.4, 0.9]), 0.5,
+                                      jnp.array([1, 1, 0]), jnp.array([1, 1, 0]))
+  assert value == pytest.approx(0.8 - 0.5 * 0.3, rel=1e-6)
+
+
+def test_domain_cross_entropy_weighs_every_example_the_same():
+  """Eq. 20 sums over the examples: with L = 1,000 and U = 3,000 the unlabeled mean
+  weighs 3/4 and the labeled mean 1/4, whatever the batch holds of each."""
+  logit_u = jnp.log(jnp.array([3.0, 1.0]))       # sigmoid = 0.75, 0.5
+  logit_l = jnp.log(jnp.array([1.0 / 3.0]))      # sigmoid = 0.25: -log(1 - 0.25)
+  unlabeled = -(np.log(0.75) + np.log(0.5)) / 2
+  labeled = -np.log(0.75)
+  value = objectives.domain_cross_entropy(logit_u, logit_l, 3000 / 4000)
+  assert value == pytest.approx(0.75 * unlabeled + 0.25 * labeled, rel=1e-6)
+  # Not the mean of the two means (what an S + S batch gives unweighted).
+  assert abs(float(value) - 0.5 * (unlabeled + labeled)) > 0.02
 
 
 def _linear_critic(w, b):
@@ -63,27 +80,28 @@ def test_gradient_penalty_matches_closed_form():
 def test_gradient_penalty_at_interpolates():
   # With equal endpoints every interpolate is that point, whatever the random t.
   z = jnp.array([[0.3, -0.2], [1.0, 2.0]])
-  points = objectives.interpolate(jax.random.key(0), z, z)
-  np.testing.assert_allclose(points, z)
+  t = objectives.interpolation_weights(jax.random.key(0), 2)
+  np.testing.assert_allclose(objectives.interpolate(t, z, z), z)
   # Interpolates lie on the segment: t in [0, 1] per row.
   z_l, z_u = jnp.zeros((4, 2)), jnp.ones((4, 2))
-  points = objectives.interpolate(jax.random.key(1), z_l, z_u)
+  t = objectives.interpolation_weights(jax.random.key(1), 4)
+  points = objectives.interpolate(t, z_l, z_u)
   assert np.all((points >= 0) & (points <= 1))
   np.testing.assert_allclose(points[:, 0], points[:, 1])
 
 
 def test_critic_loss_sign():
-  """paper: a larger penalty makes the critic's loss larger (it is minimised away)."""
+  """subtract: a larger penalty makes the critic's loss larger (it is minimised away)."""
   w, weight, lam = 0.3, 0.01, 2.0
-  grad_paper = jax.grad(lambda gp: objectives.critic_loss(w, gp, weight, lam, "paper"))(0.5)
-  assert grad_paper == pytest.approx(weight * lam)          # > 0
-  grad_ref = jax.grad(lambda gp: objectives.critic_loss(w, gp, weight, lam, "reference"))(0.5)
-  assert grad_ref == pytest.approx(-weight * lam)           # the released code's sign
+  grad = jax.grad(lambda gp: objectives.critic_loss(w, gp, weight, lam, "subtract"))(0.5)
+  assert grad == pytest.approx(weight * lam)                # > 0
+  grad = jax.grad(lambda gp: objectives.critic_loss(w, gp, weight, lam, "add"))(0.5)
+  assert grad == pytest.approx(-weight * lam)               # the released code's sign
   # The critic maximises W: its loss falls as W grows.
-  assert jax.grad(lambda x: objectives.critic_loss(x, 0.5, weight, lam, "paper"))(w) < 0
+  assert jax.grad(lambda x: objectives.critic_loss(x, 0.5, weight, lam, "subtract"))(w) < 0
 
 
-def test_critic_step_reduces_the_penalty_in_paper_variant():
+def test_critic_step_reduces_the_penalty_with_the_subtracted_penalty():
   """Descending the paper critic loss with W held fixed drives the gradient norm to 1."""
   b = 0.0
   w = jnp.array([20.0, 0.0])          # Gradient norm at 0: 0.25 * 20 = 5, far from 1.
@@ -91,7 +109,7 @@ def test_critic_step_reduces_the_penalty_in_paper_variant():
 
   def loss(w):
     gp = objectives.gradient_penalty(_linear_critic(w, b), points)
-    return objectives.critic_loss(0.0, gp, 1.0, 1.0, "paper")
+    return objectives.critic_loss(0.0, gp, 1.0, 1.0, "subtract")
 
   before = loss(w)
   for _ in range(300):

@@ -1,13 +1,14 @@
-"""One round of every strategy, and of the H-divergence ablation, through the loop."""
+"""One round of every strategy, and of the H-divergence ablation, through the loop.
+
+Plumbing, on synthetic Fashion-MNIST-shaped images (conftest).
+"""
 
 import pytest
 
-from conftest import needs_fashion_mnist
+from conftest import write_synthetic_fashion_mnist
 from experiments.configs import fashion_mnist
 from waal_jax import loop
 from waal_jax import strategies
-
-pytestmark = needs_fashion_mnist
 
 
 def _tiny_config(cache_dir, **overrides):
@@ -26,7 +27,7 @@ def _tiny_config(cache_dir, **overrides):
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("cache"))
+  return write_synthetic_fashion_mnist(str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.mark.parametrize("strategy", strategies.names())

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from waal_jax import models
+from conftest import make_nets, make_settings
 from waal_jax import sharding
 from waal_jax import strategies
 from waal_jax.strategies import bald
@@ -57,16 +57,36 @@ def test_dbal_strategy_without_dropout_scores_zero():
   mesh = sharding.make_mesh()
   images = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1)).astype(np.uint8)
   pool = strategies.scoring_pool(mesh, images, 32)
-  for rate, positive in ((0.0, False), (0.5, True)):
-    nets = models.build("lenet5", num_classes=10, head_hidden=50, dropout_rate=rate)
+  query = make_settings(query__strategy="dbal", query__batch_size=32).query
+  bald_of = {}
+  for head, extractor in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5)):
+    nets = make_nets(model__dropout=head, model__extractor_dropout=extractor)
     variables = nets.init(jax.random.key(0), spec.image_shape)
-    strategy = strategies.create(nets, spec, strategies.QuerySettings("dbal", batch_size=32),
-                                 mesh)
-    scores = -np.asarray(strategy.scorer(variables, pool, jax.random.key(1)))
-    if positive:
-      assert np.all(scores > 1e-7)
-    else:
-      np.testing.assert_allclose(scores, 0.0, atol=1e-6)
+    strategy = strategies.create(nets, spec, query, mesh)
+    bald_of[head, extractor] = -np.asarray(strategy.scorer(variables, pool, jax.random.key(1)))
+  np.testing.assert_allclose(bald_of[0.0, 0.0], 0.0, atol=1e-6)
+  # MC dropout samples the head's dropout and the extractor's channel dropout alike.
+  assert np.all(bald_of[0.5, 0.0] > 1e-7) and np.all(bald_of[0.0, 0.5] > 1e-7)
+
+
+def test_extractor_dropout_sample_is_a_channel_mask_of_the_eval_features():
+  """LeNet-5's channel dropout drawn on evaluation features equals the training-mode
+  extractor: each of the 20 channels of the (4, 4, 20) features is zeroed or doubled."""
+  nets = make_nets()
+  variables = nets.init(jax.random.key(0), (28, 28, 1))
+  x = jax.random.normal(jax.random.key(1), (6, 28, 28, 1))
+  z, _ = nets.embed(variables["params"], {}, x)
+  for sample in (nets.sample_extractor_dropout(z, jax.random.key(2)),
+                 nets.embed(variables["params"], {}, x, train=True,
+                            dropout_key=jax.random.key(3))[0]):
+    ratio = np.asarray(sample).reshape(6, 16, 20) / np.where(z == 0, 1.0, z).reshape(6, 16, 20)
+    live = np.asarray(z).reshape(6, 16, 20) != 0
+    for example in range(6):
+      for channel in range(20):
+        values = set(np.round(ratio[example, live[example, :, channel], channel], 5))
+        assert values <= {0.0} or values <= {2.0}, (example, channel, values)
+    dropped = np.all(np.asarray(sample).reshape(6, 16, 20) == 0, axis=1)
+    assert 0.2 < dropped.mean() < 0.8       # about half the channels, rate 0.5
 
 
 def _fashion_spec():
@@ -163,7 +183,7 @@ def test_deepfool_on_a_linear_classifier_is_the_exact_distance():
   x = rng.normal(size=(40, 6)).astype(np.float32)
   logits_fn = lambda v: v @ w + b
   distances = deepfool.deepfool_distances(logits_fn, jnp.asarray(x), iterations=5,
-                                          overshoot=0.02, candidates=2)
+                                          overshoot=0.02)
   f = x @ w + b
   expected = np.abs(f[:, 1] - f[:, 0]) / np.linalg.norm(w[:, 1] - w[:, 0])
   np.testing.assert_allclose(distances, expected, atol=1e-4)
@@ -177,7 +197,7 @@ def test_deepfool_multiclass_linear_finds_the_nearest_boundary():
   x = rng.normal(size=(30, 5)).astype(np.float32)
   logits_fn = lambda v: v @ w
   distances = deepfool.deepfool_distances(logits_fn, jnp.asarray(x), iterations=5,
-                                          overshoot=0.02, candidates=3)
+                                          overshoot=0.02)
   f = x @ w
   label = f.argmax(1)
   expected = []
@@ -186,3 +206,19 @@ def test_deepfool_multiclass_linear_finds_the_nearest_boundary():
     expected.append(min(abs(f[i, k] - f[i, label[i]]) / np.linalg.norm(w[:, k] - w[:, label[i]])
                         for k in others))
   np.testing.assert_allclose(distances, expected, atol=1e-4)
+
+
+def test_deepfool_searches_every_class_by_default():
+  """The nearest boundary can belong to the class of smallest logit. At x = 0 the
+  logits are b = (3, 2, 1, 0), label 0; the boundaries with classes 1, 2 and 3 lie at
+  |b_k - b_0| / ||w_k - w_0|| = 1/0.1 = 10, 2/0.2 = 10 and 3/30 = 0.1."""
+  w = jnp.array([[0.0, 0.1, 0.0, -30.0], [0.0, 0.0, 0.2, 0.0]])     # (2 inputs, 4 classes)
+  b = jnp.array([3.0, 2.0, 1.0, 0.0])
+  logits_fn = lambda v: v @ w + b
+  x0 = jnp.zeros((1, 2))
+  everything = deepfool.deepfool_distances(logits_fn, x0, iterations=5, overshoot=0.02)
+  assert float(everything[0]) == pytest.approx(0.1, rel=1e-4)
+  # Limited to the label and the two classes of largest logit, it misses class 3.
+  limited = deepfool.deepfool_distances(logits_fn, x0, iterations=5, overshoot=0.02,
+                                        classes=3)
+  assert float(limited[0]) == pytest.approx(10.0, rel=1e-4)

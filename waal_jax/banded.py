@@ -1,7 +1,7 @@
 """A VALID convolution + bias + 2x2 max pool as one matrix product, fast on XLA:CPU.
 
 XLA:CPU runs the small convolutions of LeNet-5, and above all their gradients, far
-below the machine's arithmetic speed (DESIGN.md section 5). Here each layer is a
+below the machine's arithmetic speed (docs/design.md section 5). Here each layer is a
 product of two well-shaped matrices instead:
 
   bands  bands  (2 * B * Ho/2 * nb, kh * (block + kw - 1) * Cin)  every kh-row window of the

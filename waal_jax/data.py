@@ -99,6 +99,12 @@ def get_spec(name: str) -> DatasetSpec:
   return SPECS[name]
 
 
+def with_normalization(spec: DatasetSpec, mean=(), std=()) -> DatasetSpec:
+  """The spec normalising with `mean` / `std` (per channel, [0, 1] pixels) where given
+  (config fields data.mean, data.std), else with the dataset's own statistics."""
+  return dataclasses.replace(spec, mean=tuple(mean) or spec.mean, std=tuple(std) or spec.std)
+
+
 def default_cache_dir() -> str:
   base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
   return os.path.join(base, "waal_jax")

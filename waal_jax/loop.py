@@ -49,8 +49,7 @@ def _format_duration(seconds: float) -> str:
 @dataclasses.dataclass
 class Experiment:
   """Everything a run needs, built once from the config."""
-  al: settings_lib.ALSettings
-  query: strategies.QuerySettings
+  settings: settings_lib.Settings
   splits: data_lib.Splits
   mesh: jax.sharding.Mesh
   trainer: train_lib.Trainer
@@ -58,39 +57,40 @@ class Experiment:
   device_data: train_lib.DeviceData
   pool: strategies.ScoringPool
 
+  @property
+  def al(self) -> settings_lib.ALSettings:
+    return self.settings.al
 
-def load_splits(config, log: Callable[[str], None] = logging.info) -> data_lib.Splits:
-  """The dataset and Table 2 splits that `config.data` and `config.seed` describe."""
-  return data_lib.load(
-      config.data.name, seed=config.seed, data_dir=config.data.data_dir or None,
-      manual_dir=config.data.manual_dir or None, cache_dir=config.data.cache_dir or None,
-      download=config.data.download, pool_size=config.data.pool_size,
-      val_size=config.data.val_size, log=log)
+
+def load_splits(data: settings_lib.DataSettings, seed: int,
+                log: Callable[[str], None] = logging.info) -> data_lib.Splits:
+  """The dataset and Table 2 splits that the data settings and the seed describe,
+  normalised as data.mean / data.std say."""
+  splits = data_lib.load(
+      data.name, seed=seed, data_dir=data.data_dir or None,
+      manual_dir=data.manual_dir or None, cache_dir=data.cache_dir or None,
+      download=data.download, pool_size=data.pool_size, val_size=data.val_size, log=log)
+  return dataclasses.replace(splits, spec=data_lib.with_normalization(splits.spec, data.mean,
+                                                                      data.std))
 
 
 def build(config, log: Callable[[str], None] = logging.info,
           splits: Optional[data_lib.Splits] = None) -> Experiment:
-  """Checks the config, loads the data (unless given) onto the devices and builds the
-  step functions."""
-  settings_lib.check(config)
-  al = settings_lib.al_settings(config)
-  train_settings = settings_lib.train_settings(config)
-  query_settings = settings_lib.query_settings(config)
+  """Checks the config, loads the data (unless given) onto the devices once and builds
+  the step functions."""
+  settings = settings_lib.resolve(config)
   if splits is None:
-    splits = load_splits(config, log)
+    splits = load_splits(settings.data, settings.seed, log)
   pool_count = len(splits.pool_labels)
-  settings_lib.check_budget(al, pool_count)
+  settings_lib.check_budget(settings.al, pool_count)
   mesh = sharding.make_mesh()
-  nets = models.build(config.model.name, num_classes=splits.spec.num_classes,
-                      head_hidden=config.model.head_hidden,
-                      feature_dim=config.model.feature_dim or None,
-                      dropout_rate=config.model.dropout, conv=config.model.conv)
-  trainer = train_lib.Trainer(nets, train_settings, splits.spec, mesh, pool_count,
-                              al.final_budget)
-  return Experiment(
-      al, query_settings, splits, mesh, trainer,
-      strategies.create(nets, splits.spec, query_settings, mesh), trainer.device_data(splits),
-      strategies.scoring_pool(mesh, splits.pool_images, query_settings.batch_size))
+  nets = models.build(settings.model, splits.spec.num_classes)
+  trainer = train_lib.Trainer(nets, settings.train, splits.spec, mesh, pool_count,
+                              settings.al.final_budget)
+  pool = strategies.scoring_pool(mesh, splits.pool_images, settings.query.batch_size)
+  return Experiment(settings, splits, mesh, trainer,
+                    strategies.create(nets, splits.spec, settings.query, mesh),
+                    trainer.device_data(splits, pool.images), pool)
 
 
 def seed_workdir(workdir: str, seed: int) -> str:
@@ -106,20 +106,85 @@ def run_seeds(config, workdir: str, log: Optional[Callable[[str], None]] = None)
   Returns each repetition's results.json content.
   """
   log = log or logging.info
-  settings_lib.check(config)
-  if config.seeds == 1:
+  settings = settings_lib.resolve(config)
+  if settings.seeds == 1:
     return [run(config, workdir, log)]
   if os.path.exists(os.path.join(workdir, checkpoints.OWNER_FILE)):
-    raise UserError(f"--workdir={workdir} holds a single run; give the {config.seeds} "
+    raise UserError(f"--workdir={workdir} holds a single run; give the {settings.seeds} "
                     "seeds a new workdir")
   everything = []
-  for k in range(config.seeds):
+  for k in range(settings.seeds):
     one = config.copy_and_resolve_references()
-    one.seed = config.seed + k
+    one.seed = settings.seed + k
     one.seeds = 1     # Each repetition is a plain run: a later, larger `seeds` adds to the tree.
-    log(f"seed {one.seed} ({k + 1} of {config.seeds}) in {seed_workdir(workdir, one.seed)}")
+    log(f"seed {one.seed} ({k + 1} of {settings.seeds}) in {seed_workdir(workdir, one.seed)}")
     everything.append(run(one, seed_workdir(workdir, one.seed), log))
   return everything
+
+
+@dataclasses.dataclass
+class LoopState:
+  """Where a run stands: the next round, the labels bought so far, the history."""
+  first_round: int
+  labeled: np.ndarray          # pool indices in the order bought
+  root_key: jax.Array
+  history: List[dict]
+
+
+def _start_or_resume(store: checkpoints.LoopCheckpoints, seed: int, pool_count: int,
+                     al: settings_lib.ALSettings, workdir: str, log) -> LoopState:
+  restored = store.restore_latest()
+  if restored is None:
+    root_key = jax.random.key(seed)
+    return LoopState(0, initial_labeled(root_key, pool_count, al.initial_labeled), root_key, [])
+  first_round, labeled, root_key, history = restored
+  log(f"resuming {workdir} after round {first_round - 1} ({len(labeled)} labels)")
+  return LoopState(first_round, labeled, root_key, history)
+
+
+def _query(exp: Experiment, key, variables, labeled: np.ndarray) -> np.ndarray:
+  """The strategy's batch for the next round, checked: distinct, none labeled."""
+  is_labeled = np.zeros(len(exp.splits.pool_labels), bool)
+  is_labeled[labeled] = True
+  queried = np.asarray(exp.strategy.select(key, variables, exp.pool, is_labeled,
+                                           exp.al.query_size), np.int64)
+  if len(set(queried.tolist())) != exp.al.query_size or is_labeled[queried].any():
+    raise RuntimeError(f"strategy {exp.strategy.name} returned an invalid batch")
+  return queried
+
+
+def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log) -> tuple:
+  """Trains, tests and (but in the last round) queries; returns (record, network)."""
+  train_key, query_key = jax.random.split(key)
+  pool_count = len(exp.splits.pool_labels)
+  log(f"round {round_index}/{exp.al.rounds}: training on {len(labeled)} labels "
+      f"({pool_count - len(labeled)} unlabeled)")
+  fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log)
+  eval_start = time.time()
+  test_accuracy = exp.trainer.accuracy(fit.variables, exp.device_data.test)
+  eval_seconds = time.time() - eval_start
+  queried, query_seconds = np.zeros(0, np.int64), 0.0
+  if round_index < exp.al.rounds:
+    query_start = time.time()
+    queried = _query(exp, query_key, fit.variables, labeled)
+    query_seconds = time.time() - query_start
+  record = {
+      "round": round_index,
+      "num_labeled": int(len(labeled)),
+      "test_accuracy": test_accuracy,
+      "val_accuracy": fit.best_val_accuracy,
+      "train_seconds": fit.seconds,
+      "query_seconds": query_seconds,
+      "queried_indices": queried.tolist(),
+      # Provenance: how the bought batch spreads over the classes.
+      "queried_class_counts": np.bincount(exp.splits.pool_labels[queried],
+                                          minlength=exp.splits.spec.num_classes).tolist(),
+      "eval_seconds": eval_seconds,
+      "epochs_trained": len(fit.epochs),
+      "best_epoch": fit.best_epoch,
+      "epoch_metrics": fit.epochs,
+  }
+  return record, fit.variables
 
 
 def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> dict:
@@ -132,83 +197,41 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
   lead = jax.process_index() == 0
   if not lead:
     log = lambda _: None
-  settings_lib.check(config)
+  settings_lib.resolve(config)
   config_dict = _config_dict(config)
   owned = checkpoints.check_workdir(workdir, config_dict)
   exp = build(config, log)
   if not owned and lead:  # Only a config that has passed every check claims the workdir.
     checkpoints.claim_workdir(workdir, config_dict)
-  al, trainer, strategy = exp.al, exp.trainer, exp.strategy
-  pool_count = len(exp.splits.pool_labels)
+  store = checkpoints.LoopCheckpoints(workdir)
+  state = _start_or_resume(store, exp.settings.seed, len(exp.splits.pool_labels), exp.al,
+                           workdir, log)
+  rounds_key = jax.random.fold_in(state.root_key, 1)
   device = sharding.describe_devices()
 
-  store = checkpoints.LoopCheckpoints(workdir)
-  restored = store.restore_latest()
-  if restored is None:
-    root_key = jax.random.key(config.seed)
-    labeled = initial_labeled(root_key, pool_count, al.initial_labeled)
-    history, first_round = [], 0
-  else:
-    first_round, labeled, root_key, history = restored
-    log(f"resuming {workdir} after round {first_round - 1} ({len(labeled)} labels)")
-  rounds_key = jax.random.fold_in(root_key, 1)
-
   def write_results():
-    results = {"config": config_dict, "device": device, "rounds": history}
+    results = {"config": config_dict, "device": device, "rounds": state.history}
     if lead:
       checkpoints.write_json_atomically(os.path.join(workdir, RESULTS_FILE), results)
     return results
 
   results = write_results()
   session_seconds = []
-  for round_index in range(first_round, al.rounds + 1):
+  for round_index in range(state.first_round, exp.al.rounds + 1):
     round_start = time.time()
-    train_key, query_key = jax.random.split(jax.random.fold_in(rounds_key, round_index))
-    log(f"round {round_index}/{al.rounds}: training on {len(labeled)} labels "
-        f"({pool_count - len(labeled)} unlabeled)")
-    fit = trainer.fit(train_key, exp.device_data, labeled, al.query_size, log=log)
-    eval_start = time.time()
-    test_accuracy = trainer.accuracy(fit.variables, exp.device_data.test)
-    eval_seconds = time.time() - eval_start
-
-    queried = np.zeros(0, np.int64)
-    query_seconds = 0.0
-    if round_index < al.rounds:
-      query_start = time.time()
-      is_labeled = np.zeros(pool_count, bool)
-      is_labeled[labeled] = True
-      queried = np.asarray(strategy.select(query_key, fit.variables, exp.pool, is_labeled,
-                                           al.query_size), np.int64)
-      query_seconds = time.time() - query_start
-      if len(set(queried.tolist())) != al.query_size or is_labeled[queried].any():
-        raise RuntimeError(f"strategy {exp.query.strategy} returned an invalid batch")
-
-    history.append({
-        "round": round_index,
-        "num_labeled": int(len(labeled)),
-        "test_accuracy": test_accuracy,
-        "val_accuracy": fit.best_val_accuracy,
-        "train_seconds": fit.seconds,
-        "query_seconds": query_seconds,
-        "queried_indices": queried.tolist(),
-        # Provenance: how the bought batch spreads over the classes.
-        "queried_class_counts": np.bincount(exp.splits.pool_labels[queried],
-                                            minlength=exp.splits.spec.num_classes).tolist(),
-        "eval_seconds": eval_seconds,
-        "epochs_trained": len(fit.epochs),
-        "best_epoch": fit.best_epoch,
-        "epoch_metrics": fit.epochs,
-    })
-    labeled = np.concatenate([labeled, queried])
-    store.save(round_index + 1, labeled, root_key, history, fit.variables)
+    record, variables = _run_round(exp, round_index, jax.random.fold_in(rounds_key, round_index),
+                                   state.labeled, log)
+    state.history.append(record)
+    state.labeled = np.concatenate([state.labeled, np.asarray(record["queried_indices"],
+                                                              np.int64)])
+    store.save(round_index + 1, state.labeled, state.root_key, state.history, variables)
     results = write_results()
-
     session_seconds.append(time.time() - round_start)
-    left = al.rounds - round_index
+    left = exp.al.rounds - round_index
     eta = f", about {_format_duration(np.mean(session_seconds) * left)} left" if left else ""
-    log(f"round {round_index}/{al.rounds}: test accuracy {test_accuracy:.4f} with "
-        f"{history[-1]['num_labeled']} labels (validation {fit.best_val_accuracy:.4f}, "
-        f"epoch {fit.best_epoch}); train {fit.seconds:.1f}s, query {query_seconds:.2f}s"
-        f"{eta}")
+    log(f"round {round_index}/{exp.al.rounds}: test accuracy {record['test_accuracy']:.4f} "
+        f"with {record['num_labeled']} labels (validation {record['val_accuracy']:.4f}, "
+        f"epoch {record['best_epoch']}); train {record['train_seconds']:.1f}s, query "
+        f"{record['query_seconds']:.2f}s{eta}")
   store.close()
   return results

@@ -1,11 +1,17 @@
-"""The networks of appendix G.2 as pure flax.linen modules.
+"""The networks of appendix G.2 as pure flax.linen modules, equal to the PyTorch ones.
 
 A WAAL network is three modules with separate parameters, because the method updates
 them with different objectives: the feature extractor f, the classifier head h (logits)
 and the critic head g (a value in [0, 1]).
+
+"Equal to PyTorch's" (the published numbers come from PyTorch networks): PyTorch's
+default initialisation (`init="pytorch"`), the authors' LeNet-5 layer order with its
+channel dropout, and batch norm with PyTorch's momentum, epsilon and unbiased running
+variance. tests/test_torch_parity.py checks a training step against PyTorch.
 """
 
 import dataclasses
+import math
 from typing import Optional, Sequence, Union
 
 import flax.linen as nn
@@ -14,6 +20,28 @@ import jax.numpy as jnp
 
 from waal_jax import banded
 from waal_jax.errors import UserError
+
+
+def kernel_init(scheme: str):
+  """Weights: 'pytorch' = uniform in +-1/sqrt(fan_in) (torch's kaiming_uniform_ with
+  a=sqrt(5), the default of Conv2d and Linear); 'lecun' = LeCun normal."""
+  if scheme == "pytorch":
+    return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+  return nn.initializers.lecun_normal()
+
+
+def bias_init(scheme: str, fan_in: int):
+  """Biases: 'pytorch' = uniform in +-1/sqrt(fan_in) of the layer's weights; 'lecun' = 0."""
+  if scheme == "pytorch":
+    bound = 1.0 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+        key, shape, dtype, -bound, bound)
+  return nn.initializers.zeros
+
+
+def dense(features: int, fan_in: int, init: str, name: Optional[str] = None) -> nn.Dense:
+  return nn.Dense(features, kernel_init=kernel_init(init), bias_init=bias_init(init, fan_in),
+                  name=name)
 
 
 class ConvPool(nn.Module):
@@ -27,13 +55,14 @@ class ConvPool(nn.Module):
   kernel_size: int = 5
   conv: str = "banded"
   block: int = 4            # banded: output columns per matrix-product block
+  init_scheme: str = "pytorch"   # see kernel_init
 
   @nn.compact
   def __call__(self, x):
     k = self.kernel_size
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (k, k, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    fan_in = k * k * x.shape[-1]
+    kernel = self.param("kernel", kernel_init(self.init_scheme), (k, k, x.shape[-1], self.features))
+    bias = self.param("bias", bias_init(self.init_scheme, fan_in), (self.features,))
     if self.conv == "banded":
       return banded.conv_pool(x, kernel, bias, self.block)
     y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
@@ -41,16 +70,60 @@ class ConvPool(nn.Module):
     return nn.max_pool(y + bias, (2, 2), strides=(2, 2))
 
 
+LENET_CHANNELS = 20    # conv2's channels; the features are (4, 4, 20) flattened
+
+
 class LeNet5(nn.Module):
-  """LeNet-5 feature extractor as in the authors' code: (B, 28, 28, 1) -> (B, 320)."""
-  conv: str = "banded"      # see ConvPool
+  """The authors' LeNet-5 extractor: (B, 28, 28, 1) -> (B, 320).
+
+  conv1 -> max-pool -> relu; conv2 -> channel dropout -> max-pool -> relu. Dropout
+  scales each (example, channel) map by 0 or 1/(1-rate), which commutes with the max
+  pool, so it is applied after the fused conv + pool with the same result and gradient.
+  """
+  conv: str = "banded"          # see ConvPool
+  init_scheme: str = "pytorch"   # see kernel_init
+  dropout_rate: float = 0.5     # channel dropout (PyTorch's Dropout2d) after conv2
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
-    del train  # No batch norm or dropout in the extractor.
-    x = nn.relu(ConvPool(10, conv=self.conv, block=6, name="conv1")(x))   # (B, 12, 12, 10)
-    x = nn.relu(ConvPool(20, conv=self.conv, block=4, name="conv2")(x))   # (B, 4, 4, 20)
-    return x.reshape(x.shape[0], -1)                                      # (B, 320)
+  def __call__(self, x, train: bool = False, mask=None):
+    del mask  # No batch statistics here.
+    x = nn.relu(ConvPool(10, conv=self.conv, block=6, init_scheme=self.init_scheme, name="conv1")(x))
+    x = ConvPool(LENET_CHANNELS, conv=self.conv, block=4, init_scheme=self.init_scheme,
+                 name="conv2")(x)                                          # (B, 4, 4, 20)
+    x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
+    return nn.relu(x).reshape(x.shape[0], -1)                                  # (B, 320)
+
+
+class BatchNorm(nn.Module):
+  """Batch norm over (B, H, W) as PyTorch's BatchNorm2d computes it.
+
+  Training normalises with the batch's mean and biased variance and moves the running
+  averages by `momentum` towards the batch mean and the UNBIASED variance (PyTorch's
+  momentum 0.1 is flax's 0.9). `mask` (B,) leaves padding rows out of the statistics.
+  """
+  momentum: float = 0.1
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x, train: bool, mask=None):
+    c = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,))
+    bias = self.param("bias", nn.initializers.zeros, (c,))
+    running_mean = self.variable("batch_stats", "mean", jnp.zeros, (c,))
+    running_var = self.variable("batch_stats", "var", jnp.ones, (c,))
+    if not train:
+      mean, var = running_mean.value, running_var.value
+    else:
+      weight = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
+      weight = jnp.broadcast_to(weight[:, None, None, None], (*x.shape[:-1], 1))
+      count = jnp.sum(weight)
+      mean = jnp.sum(x * weight, axis=(0, 1, 2)) / jnp.maximum(count, 1.0)
+      var = jnp.sum(weight * (x - mean) ** 2, axis=(0, 1, 2)) / jnp.maximum(count, 1.0)
+      if not self.is_initializing():
+        unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
+        running_mean.value = (1 - self.momentum) * running_mean.value + self.momentum * mean
+        running_var.value = (1 - self.momentum) * running_var.value + self.momentum * unbiased
+    return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
 
 
 def conv_same(x, kernel):
@@ -75,13 +148,14 @@ def conv_same(x, kernel):
 
 
 class Conv3x3(nn.Module):
-  """3x3 stride-1 SAME convolution without bias (batch norm follows)."""
+  """3x3 stride-1 SAME convolution without bias (the batch norm after it would cancel
+  a bias: the authors' VGG has one, with no effect on any output or gradient)."""
   features: int
+  init_scheme: str = "pytorch"   # see kernel_init
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (3, 3, x.shape[-1], self.features))
+    kernel = self.param("kernel", kernel_init(self.init_scheme), (3, 3, x.shape[-1], self.features))
     return conv_same(x, kernel)
 
 
@@ -98,19 +172,19 @@ class VGG16BN(nn.Module):
   ReLU layer to reach the 4096 features of appendix G.2.
   """
   feature_dim: Optional[int] = None
+  init_scheme: str = "pytorch"   # see kernel_init
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, mask=None):
     for layer in VGG16_LAYERS:
       if layer == "M":
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
       else:
-        x = Conv3x3(layer)(x)                                          # Bias is in the BN.
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
-        x = nn.relu(x)
+        x = Conv3x3(layer, init_scheme=self.init_scheme)(x)
+        x = nn.relu(BatchNorm()(x, train, mask))
     x = x.reshape(x.shape[0], -1)
     if self.feature_dim is not None and x.shape[-1] != self.feature_dim:
-      x = nn.relu(nn.Dense(self.feature_dim)(x))
+      x = nn.relu(dense(self.feature_dim, x.shape[-1], self.init_scheme)(x))
     return x
 
 
@@ -119,12 +193,13 @@ class MLPHead(nn.Module):
   hidden: int
   outputs: int
   dropout_rate: float = 0.5
+  init_scheme: str = "pytorch"   # see kernel_init
 
   @nn.compact
   def __call__(self, z, train: bool = False):
-    h = nn.relu(nn.Dense(self.hidden)(z))
+    h = nn.relu(dense(self.hidden, z.shape[-1], self.init_scheme, name="Dense_0")(z))
     h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-    return nn.Dense(self.outputs)(h)
+    return dense(self.outputs, self.hidden, self.init_scheme, name="Dense_1")(h)
 
 
 class Critic(nn.Module):
@@ -135,10 +210,11 @@ class Critic(nn.Module):
   """
   hidden: int
   dropout_rate: float = 0.5
+  init_scheme: str = "pytorch"   # see kernel_init
 
   @nn.compact
   def __call__(self, z, train: bool = False):
-    return MLPHead(self.hidden, 1, self.dropout_rate)(z, train)[:, 0]
+    return MLPHead(self.hidden, 1, self.dropout_rate, self.init_scheme)(z, train)[:, 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,15 +237,33 @@ class Networks:
     }
     return {"params": params, "batch_stats": dict(f_vars.get("batch_stats", {}))}
 
-  def embed(self, params, batch_stats, images, *, train: bool = False):
-    """Features z = f(x) (B, D) and the batch stats, updated when training with BN."""
+  def embed(self, params, batch_stats, images, *, train: bool = False, dropout_key=None,
+            mask=None):
+    """Features z = f(x) (B, D) and the batch stats (updated when training with BN).
+
+    `mask` (B,) marks the real rows of a padded training batch: only those enter the
+    batch-norm statistics.
+    """
     variables = {"params": params["features"]}
     if batch_stats:
       variables["batch_stats"] = batch_stats
+    rngs = {"dropout": dropout_key} if train and dropout_key is not None else None
     if train and batch_stats:
-      z, updates = self.features.apply(variables, images, train=True, mutable=["batch_stats"])
+      z, updates = self.features.apply(variables, images, train=True, mask=mask, rngs=rngs,
+                                       mutable=["batch_stats"])
       return z, updates["batch_stats"]
-    return self.features.apply(variables, images, train=train), batch_stats
+    return self.features.apply(variables, images, train=train, rngs=rngs), batch_stats
+
+  def sample_extractor_dropout(self, z, key):
+    """Features of evaluation mode (..., D) -> those of one draw of the extractor's
+    dropout. LeNet-5's channel dropout is its last operation but the ReLU, and both
+    commute with a per-channel factor 0 or 1/(1-rate), so the draw multiplies z."""
+    rate = getattr(self.features, "dropout_rate", 0.0)
+    if not rate:
+      return z
+    channels = z.reshape(*z.shape[:-1], -1, LENET_CHANNELS)                # (..., 16, 20)
+    keep = jax.random.bernoulli(key, 1.0 - rate, (*z.shape[:-1], 1, LENET_CHANNELS))
+    return (channels * keep / (1.0 - rate)).reshape(z.shape)
 
   def logits(self, params, z, *, train: bool = False, dropout_key=None):
     rngs = {"dropout": dropout_key} if train else None
@@ -187,14 +281,13 @@ class Networks:
                                             dropout_key=dropout_key))
 
 
-def build(name: str, *, num_classes: int, head_hidden: int, feature_dim: Optional[int] = None,
-          dropout_rate: float = 0.5, conv: str = "banded") -> Networks:
-  """The networks for `model.name` ('lenet5' or 'vgg16'); `conv` picks LeNet-5's kernels."""
-  if name == "lenet5":
-    features = LeNet5(conv=conv)
-  elif name == "vgg16":
-    features = VGG16BN(feature_dim=feature_dim)
+def build(model, num_classes: int) -> Networks:
+  """The networks that `model` (settings.ModelSettings: name, init, dropouts, ...) names."""
+  if model.name == "lenet5":
+    features = LeNet5(conv=model.conv, init_scheme=model.init, dropout_rate=model.extractor_dropout)
+  elif model.name == "vgg16":
+    features = VGG16BN(feature_dim=model.feature_dim or None, init_scheme=model.init)
   else:
-    raise UserError(f"model.name: unknown model {name!r}; choose lenet5 or vgg16")
-  return Networks(features, MLPHead(head_hidden, num_classes, dropout_rate),
-                  Critic(head_hidden, dropout_rate))
+    raise UserError(f"model.name: unknown model {model.name!r}; choose lenet5 or vgg16")
+  return Networks(features, MLPHead(model.head_hidden, num_classes, model.dropout, model.init),
+                  Critic(model.head_hidden, model.dropout, model.init))

@@ -5,8 +5,6 @@ from typing import Callable, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-VARIANTS = ("paper", "reference")
-
 
 def bias_coefficient(num_labeled: int, num_unlabeled: int, query_size: int) -> float:
   """C0 = (1 / gamma^2) (gamma - alpha) / (1 + alpha), gamma = U/L, alpha = B/L (Eq. 8).
@@ -19,19 +17,19 @@ def bias_coefficient(num_labeled: int, num_unlabeled: int, query_size: int) -> f
   return (gamma - alpha) / (1.0 + alpha) / gamma**2
 
 
-def adversarial_weights(variant: str, mu: float, num_labeled: int, num_unlabeled: int,
+def adversarial_weights(rule: str, mu: float, num_labeled: int, num_unlabeled: int,
                         query_size: int) -> Tuple[float, float]:
   """(weight of the Wasserstein term, coefficient of the labeled critic mean).
 
-  paper: mu' = gamma / (1 + gamma) * mu and C0 (Eq. 8).
-  reference: the released code uses mu itself and gamma = L / U.
+  bias_coefficient: mu' = gamma / (1 + gamma) * mu and C0 (Eq. 8).
+  size_ratio: mu itself and L / U (the authors' released code).
   """
-  if variant == "paper":
+  if rule == "bias_coefficient":
     gamma = num_unlabeled / num_labeled
     return gamma / (1.0 + gamma) * mu, bias_coefficient(num_labeled, num_unlabeled, query_size)
-  if variant == "reference":
+  if rule == "size_ratio":
     return mu, num_labeled / num_unlabeled
-  raise ValueError(f"unknown variant {variant!r}")
+  raise ValueError(f"unknown adversarial_weights rule {rule!r}")
 
 
 def cross_entropy(logits, labels, weights: Optional[jax.Array] = None):
@@ -49,16 +47,22 @@ def weighted_mean(values, weights: Optional[jax.Array] = None):
 
 
 def wasserstein_term(critic_unlabeled, critic_labeled, labeled_coefficient,
-                     unlabeled_weights: Optional[jax.Array] = None):
-  """mean g(x_u) - coefficient * mean g(x_l): the bracket of Eq. 8."""
+                     unlabeled_weights: Optional[jax.Array] = None,
+                     labeled_weights: Optional[jax.Array] = None):
+  """mean g(x_u) - coefficient * mean g(x_l): the bracket of Eq. 8; the weights (B,)
+  mask padded examples."""
   return (weighted_mean(critic_unlabeled, unlabeled_weights)
-          - labeled_coefficient * jnp.mean(critic_labeled))
+          - labeled_coefficient * weighted_mean(critic_labeled, labeled_weights))
 
 
-def interpolate(key, z_labeled, z_unlabeled):
-  """Random points on the segments between paired labeled and unlabeled features."""
-  t = jax.random.uniform(key, (z_labeled.shape[0], 1), z_labeled.dtype)
-  return z_labeled + t * (z_unlabeled - z_labeled)
+def interpolation_weights(key, count: int):
+  """t ~ U[0, 1) per pair (count, 1): the penalty is taken at z_l + t (z_u - z_l)."""
+  return jax.random.uniform(key, (count, 1), jnp.float32)
+
+
+def interpolate(t, z_labeled, z_unlabeled):
+  """Points on the segments between paired labeled and unlabeled features."""
+  return z_labeled + t.astype(z_labeled.dtype) * (z_unlabeled - z_labeled)
 
 
 def safe_norm(x, axis: int = -1):
@@ -78,30 +82,34 @@ def gradient_penalty(critic_fn: Callable, points, weights: Optional[jax.Array] =
   return weighted_mean((safe_norm(grads) - 1.0) ** 2, weights)
 
 
-def critic_loss(wasserstein, penalty, weight, penalty_weight, variant: str):
+def critic_loss(wasserstein, penalty, weight, penalty_weight, penalty_sign: str):
   """What the critic minimises.
 
-  paper: -weight * (W - penalty_weight * GP): the critic maximises the Wasserstein
-    estimate while the penalty keeps it 1-Lipschitz.
-  reference: -weight * (W + penalty_weight * GP), as the released code does; it
-    rewards a large gradient norm away from 1, i.e. it never enforces the constraint.
+  subtract: -weight * (W - penalty_weight * GP): the critic maximises the Wasserstein
+    estimate while the penalty keeps it 1-Lipschitz (WGAN-GP).
+  add: -weight * (W + penalty_weight * GP), as the authors' released code does; it
+    rewards a gradient norm away from 1, i.e. it never enforces the constraint.
   """
-  if variant == "paper":
+  if penalty_sign == "subtract":
     return -weight * (wasserstein - penalty_weight * penalty)
-  if variant == "reference":
+  if penalty_sign == "add":
     return -weight * (wasserstein + penalty_weight * penalty)
-  raise ValueError(f"unknown variant {variant!r}")
+  raise ValueError(f"unknown penalty sign {penalty_sign!r}")
 
 
-def domain_cross_entropy(logit_unlabeled, logit_labeled,
-                         unlabeled_weights: Optional[jax.Array] = None):
+def domain_cross_entropy(logit_unlabeled, logit_labeled, unlabeled_fraction,
+                         unlabeled_weights: Optional[jax.Array] = None,
+                         labeled_weights: Optional[jax.Array] = None):
   """Binary cross-entropy of a discriminator that tells unlabeled (1) from labeled (0).
 
   The H-divergence ablation (appendix H, Eq. 20): the discriminator minimises it, the
   feature extractor maximises it. (Eq. 20 as printed gives the discriminator the
-  opposite sign, which is unbounded; the text describes this min-max.) Mean over each
-  side, then averaged, so a batch of S + S weighs both domains equally.
+  opposite sign, which is unbounded; the text describes this min-max.) Eq. 20 sums over
+  the examples of both sets; normalised by L + U as Eq. 7 normalises the Wasserstein
+  term, every example weighs the same: the unlabeled mean has weight U / (L + U)
+  (`unlabeled_fraction`) and the labeled mean L / (L + U), however many of each a
+  mini-batch holds.
   """
   unlabeled_term = weighted_mean(-jax.nn.log_sigmoid(logit_unlabeled), unlabeled_weights)
-  labeled_term = jnp.mean(-jax.nn.log_sigmoid(-logit_labeled))
-  return 0.5 * (unlabeled_term + labeled_term)
+  labeled_term = weighted_mean(-jax.nn.log_sigmoid(-logit_labeled), labeled_weights)
+  return unlabeled_fraction * unlabeled_term + (1.0 - unlabeled_fraction) * labeled_term

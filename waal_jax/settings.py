@@ -1,163 +1,205 @@
-"""Config -> typed settings, with every bad value reported as one line naming its field.
+"""The config, checked once, as typed settings; every bad value is one line naming its field.
 
-The library reads a config object (an ml_collections.ConfigDict or anything with the
-same attributes); it never reads flags.
+The config (experiments/configs) is the only source of defaults and of the meaning of
+each field; the dataclasses here repeat neither. Each dataclass field carries the type
+it is checked with (`fields.*`), and `resolve` checks them all, then the rules that tie
+fields together. The library reads a config object (an ml_collections.ConfigDict or
+anything with the same attributes); it never reads flags.
 """
 
 import dataclasses
-import math
-from typing import Any
+import types
+from typing import Any, Mapping, Tuple
 
 from waal_jax import data as data_lib
-from waal_jax import objectives
+from waal_jax import fields
 from waal_jax import strategies
-from waal_jax import train as train_lib
 from waal_jax.errors import UserError
 
-AUGMENT_MODES = ("auto", "none", "crop_flip")
-STEPS_PER_EPOCH = ("auto", "labeled", "match_pool")
-# The datasets the authors' code trains with random crop + flip.
-REFERENCE_AUGMENTED = ("svhn_cropped", "cifar10")
+ADVERSARIAL_MODES = ("wasserstein", "h_divergence", "none")
+
+
+def _checked(field_type):
+  """A dataclass field, without default, checked with `field_type`."""
+  return dataclasses.field(metadata={"check": field_type})
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+  name: str = _checked(fields.Choice(tuple(sorted(data_lib.SPECS))))
+  data_dir: str = _checked(fields.Text())
+  manual_dir: str = _checked(fields.Text())
+  cache_dir: str = _checked(fields.Text())
+  download: bool = _checked(fields.Bool())
+  pool_size: int = _checked(fields.Int(1, special=(-1,)))
+  val_size: int = _checked(fields.Int(1, special=(-1,)))
+  mean: Tuple[float, ...] = _checked(fields.Floats())
+  std: Tuple[float, ...] = _checked(fields.Floats(fields.Float(0.0, open_minimum=True)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+  name: str = _checked(fields.Choice(("lenet5", "vgg16")))
+  head_hidden: int = _checked(fields.Int(1))
+  feature_dim: int = _checked(fields.Int(0))
+  dropout: float = _checked(fields.Float(0.0, 0.99))
+  extractor_dropout: float = _checked(fields.Float(0.0, 0.99))
+  init: str = _checked(fields.Choice(("pytorch", "lecun")))
+  conv: str = _checked(fields.Choice(("banded", "xla")))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  """Hashable: the static parts of training, baked into the compiled step."""
+  epochs: int = _checked(fields.Int(1))
+  batch_size: int = _checked(fields.Int(1))
+  learning_rate: float = _checked(fields.Float(0.0, open_minimum=True))
+  lr_schedule: str = _checked(fields.Choice(("step", "constant")))
+  momentum: float = _checked(fields.Float(0.0, 0.999))
+  mu: float = _checked(fields.Float())
+  gradient_penalty: float = _checked(fields.Float())
+  adversarial: str = _checked(fields.Choice(("auto",) + ADVERSARIAL_MODES))
+  adversarial_weights: str = _checked(fields.Choice(("bias_coefficient", "size_ratio")))
+  critic_penalty_sign: str = _checked(fields.Choice(("subtract", "add")))
+  penalty_points: str = _checked(fields.Choice(("interpolates", "interpolates_and_ends")))
+  critic_features: str = _checked(fields.Choice(("shared", "recomputed")))
+  labeled_sampling: str = _checked(fields.Choice(("with_replacement", "cycle")))
+  domain_batches: str = _checked(fields.Choice(("joint", "separate")))
+  model_selection: str = _checked(fields.Choice(("best_val", "last")))
+  patience: int = _checked(fields.Int(0))
+  augment: str = _checked(fields.Choice(("none", "crop_flip")))
+  steps_per_epoch: str = _checked(fields.Choice(("auto", "labeled", "match_pool")))
+  eval_batch_size: int = _checked(fields.Int(1))
+  variant: str = _checked(fields.Text())
+
+  def learning_rate_at(self, epoch: int) -> float:
+    """'step' (Table 3): x0.1 from 50% and x0.01 from 75% of the epochs; 'constant'."""
+    if self.lr_schedule == "step":
+      if epoch >= 0.75 * self.epochs:
+        return self.learning_rate * 0.01
+      if epoch >= 0.5 * self.epochs:
+        return self.learning_rate * 0.1
+    return self.learning_rate
+
+  @property
+  def walks_labeled_set(self) -> bool:
+    """Whether an epoch walks the labeled set (plain supervised training) rather than
+    the unlabeled pool."""
+    return self.adversarial == "none" and self.steps_per_epoch != "match_pool"
 
 
 @dataclasses.dataclass(frozen=True)
 class ALSettings:
-  initial_labeled: int   # labels at round 0
-  query_size: int        # B: labels bought per round
-  rounds: int            # query rounds; the run trains rounds + 1 networks
+  initial_labeled: int = _checked(fields.Int(1))
+  query_size: int = _checked(fields.Int(1))
+  rounds: int = _checked(fields.Int(0))
 
   @property
   def final_budget(self) -> int:
     return self.initial_labeled + self.rounds * self.query_size
 
 
-def _fail(field: str, value: Any, why: str):
-  raise UserError(f"{field}={value!r}: {why}")
+@dataclasses.dataclass(frozen=True)
+class QuerySettings:
+  strategy: str
+  batch_size: int                  # pool examples scored per call and device
+  options: Mapping[str, Any]       # the strategy's own fields (Strategy.config_fields)
+
+  def __hash__(self):
+    return hash((self.strategy, self.batch_size, tuple(sorted(self.options.items()))))
 
 
-def _check_int(config, field: str, minimum: int) -> int:
-  value = _get(config, field)
-  if isinstance(value, bool) or not isinstance(value, int):
-    _fail(field, value, "must be an integer")
-  if value < minimum:
-    _fail(field, value, f"must be >= {minimum}")
-  return value
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  seed: int
+  seeds: int
+  distributed: bool
+  data: DataSettings
+  model: ModelSettings
+  train: TrainSettings
+  al: ALSettings
+  query: QuerySettings
 
 
-def _check_float(config, field: str, minimum: float = 0.0, maximum: float = math.inf,
-                 open_minimum: bool = False) -> float:
-  value = _get(config, field)
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-    _fail(field, value, "must be a finite number")
-  if value < minimum or (open_minimum and value == minimum):
-    _fail(field, value, f"must be {'>' if open_minimum else '>='} {minimum:g}")
-  if value > maximum:
-    _fail(field, value, f"must be <= {maximum:g}")
-  return float(value)
-
-
-def _check_choice(config, field: str, choices) -> str:
-  value = _get(config, field)
-  if value not in choices:
-    _fail(field, value, f"choose one of {', '.join(choices)}")
-  return value
-
-
-def _get(config, field: str):
+def _get(config, name: str):
   node = config
-  for part in field.split("."):
+  for part in name.split("."):
     if not hasattr(node, part) and not (hasattr(node, "__contains__") and part in node):
-      raise UserError(f"{field}: missing from the config")
+      raise UserError(f"{name}: missing from the config")
     node = getattr(node, part)
   return node
 
 
-def check(config) -> None:
-  """Checks every field that needs no data. Raises UserError on the first bad one."""
-  _check_int(config, "seed", 0)
-  data_lib.get_spec(_get(config, "data.name"))
-  for field in ("data.pool_size", "data.val_size"):
-    value = _get(config, field)
-    if value != -1:
-      _check_int(config, field, 1)
-  _check_choice(config, "model.name", ("lenet5", "vgg16"))
-  _check_int(config, "seeds", 1)
-  _check_int(config, "model.head_hidden", 1)
-  _check_int(config, "model.feature_dim", 0)
-  _check_float(config, "model.dropout", 0.0, 0.99)
-  _check_choice(config, "model.conv", ("banded", "xla"))
-  train_settings(config)
-  query_settings(config)
-  al_settings(config)
-  spec = data_lib.get_spec(config.data.name)
-  if config.model.name == "lenet5" and spec.image_shape != (28, 28, 1):
-    _fail("model.name", "lenet5", f"takes 28x28x1 images; {spec.name} has "
-          f"{'x'.join(map(str, spec.image_shape))} (use vgg16)")
+def _read(cls, config, group: str, **resolved):
+  """cls built from config.<group>, each field checked by its declared type."""
+  values = {}
+  for field in dataclasses.fields(cls):
+    name = f"{group}.{field.name}"
+    values[field.name] = field.metadata["check"].check(name, _get(config, name))
+  values.update(resolved)
+  return cls(**values)
 
 
-def train_settings(config) -> train_lib.TrainSettings:
-  variant = _check_choice(config, "train.variant", objectives.VARIANTS)
-  augment = _check_choice(config, "train.augment", AUGMENT_MODES)
-  if augment == "auto":
-    augment = ("crop_flip" if variant == "reference" and config.data.name in REFERENCE_AUGMENTED
-               else "none")
-  adversarial = _check_choice(config, "train.adversarial",
-                              ("auto",) + train_lib.ADVERSARIAL_MODES)
+def _query_settings(config) -> QuerySettings:
   strategy = strategies.get(_get(config, "query.strategy"))
+  for other in strategies.names():      # every strategy's fields, used or not
+    for name, field_type in strategies.get(other).config_fields.items():
+      field_type.check(f"query.{name}", _get(config, f"query.{name}"))
+  options = {name: field_type.check(f"query.{name}", _get(config, f"query.{name}"))
+             for name, field_type in strategy.config_fields.items()}
+  return QuerySettings(strategy.name, fields.Int(1).check("query.batch_size",
+                                                          _get(config, "query.batch_size")),
+                       types.MappingProxyType(options))
+
+
+def _train_settings(config) -> TrainSettings:
+  train = _read(TrainSettings, config, "train")
+  strategy = strategies.get(_get(config, "query.strategy"))
+  adversarial = train.adversarial
   if adversarial == "auto":   # WAAL trains its critic; the baselines train supervised.
     adversarial = "wasserstein" if strategy.needs_critic else "none"
-  steps_per_epoch = _check_choice(config, "train.steps_per_epoch", STEPS_PER_EPOCH)
-  if adversarial != "none" and steps_per_epoch == "labeled":
-    _fail("train.steps_per_epoch", steps_per_epoch, f"train.adversarial={adversarial} "
-          "needs the unlabeled pool in every step: use auto or match_pool")
+  if adversarial != "none" and train.steps_per_epoch == "labeled":
+    fields.fail("train.steps_per_epoch", train.steps_per_epoch, f"train.adversarial="
+                f"{adversarial} needs the unlabeled pool in every step: use auto or match_pool")
   if strategy.needs_critic and adversarial == "none":
-    _fail("train.adversarial", adversarial, f"query.strategy={strategy.name} scores with "
-          "the critic, which only adversarial training trains")
-  return train_lib.TrainSettings(
-      adversarial=adversarial,
-      variant=variant,
-      epochs=_check_int(config, "train.epochs", 1),
-      batch_size=_check_int(config, "train.batch_size", 1),
-      learning_rate=_check_float(config, "train.learning_rate", 0.0, open_minimum=True),
-      momentum=_check_float(config, "train.momentum", 0.0, 0.999),
-      mu=_check_float(config, "train.mu"),
-      gradient_penalty=_check_float(config, "train.gradient_penalty"),
-      patience=_check_int(config, "train.patience", 0),
-      augment=augment == "crop_flip",
-      eval_batch_size=_check_int(config, "train.eval_batch_size", 1),
-      steps_per_epoch=steps_per_epoch)
+    fields.fail("train.adversarial", adversarial, f"query.strategy={strategy.name} scores "
+                "with the critic, which only adversarial training trains")
+  return dataclasses.replace(train, adversarial=adversarial)
 
 
-def query_settings(config) -> strategies.QuerySettings:
-  return strategies.QuerySettings(
-      strategy=strategies.get(_get(config, "query.strategy")).name,
-      selection=_check_float(config, "query.selection"),
-      mixture=_check_float(config, "query.mixture", 0.0, 1.0),
-      variant=_check_choice(config, "train.variant", objectives.VARIANTS),
-      batch_size=_check_int(config, "query.batch_size", 1),
-      mc_samples=_check_int(config, "query.mc_samples", 1),
-      chunk_size=_check_int(config, "query.chunk_size", 1),
-      kmedian_iterations=_check_int(config, "query.kmedian_iterations", 1),
-      deepfool_iterations=_check_int(config, "query.deepfool_iterations", 1),
-      deepfool_overshoot=_check_float(config, "query.deepfool_overshoot"),
-      deepfool_candidates=_check_int(config, "query.deepfool_candidates", 2))
-
-
-def al_settings(config) -> ALSettings:
-  return ALSettings(_check_int(config, "al.initial_labeled", 1),
-                    _check_int(config, "al.query_size", 1),
-                    _check_int(config, "al.rounds", 0))
+def resolve(config) -> Settings:
+  """Checks every field that needs no data; raises UserError on the first bad one."""
+  data = _read(DataSettings, config, "data")
+  model = _read(ModelSettings, config, "model")
+  settings = Settings(
+      seed=fields.Int(0).check("seed", _get(config, "seed")),
+      seeds=fields.Int(1).check("seeds", _get(config, "seeds")),
+      distributed=fields.Bool().check("distributed", _get(config, "distributed")),
+      data=data, model=model, train=_train_settings(config),
+      al=_read(ALSettings, config, "al"), query=_query_settings(config))
+  spec = data_lib.get_spec(data.name)
+  channels = spec.image_shape[-1]
+  for name in ("mean", "std"):
+    value = getattr(data, name)
+    if value and len(value) != channels:
+      fields.fail(f"data.{name}", value, f"give {channels} value(s), one per channel of "
+                  f"{spec.name}, or () for the dataset's own statistics")
+  if model.name == "lenet5" and spec.image_shape != (28, 28, 1):
+    fields.fail("model.name", "lenet5", f"takes 28x28x1 images; {spec.name} has "
+                f"{'x'.join(map(str, spec.image_shape))} (use vgg16)")
+  return settings
 
 
 def check_budget(al: ALSettings, pool_count: int) -> None:
   """The labels asked for must fit in the pool, with unlabeled examples left to train on."""
   if al.initial_labeled >= pool_count:
-    _fail("al.initial_labeled", al.initial_labeled,
-          f"must be smaller than the pool of {pool_count} examples")
+    fields.fail("al.initial_labeled", al.initial_labeled,
+                f"must be smaller than the pool of {pool_count} examples")
   if al.query_size > pool_count - al.initial_labeled:
-    _fail("al.query_size", al.query_size,
-          f"larger than the {pool_count - al.initial_labeled} unlabeled examples in the pool")
+    fields.fail("al.query_size", al.query_size,
+                f"larger than the {pool_count - al.initial_labeled} unlabeled examples in "
+                "the pool")
   if al.final_budget >= pool_count:
-    _fail("al.rounds", al.rounds,
-          f"{al.initial_labeled} + {al.rounds} x {al.query_size} = {al.final_budget} labels "
-          f"would exhaust the pool of {pool_count} examples")
+    fields.fail("al.rounds", al.rounds,
+                f"{al.initial_labeled} + {al.rounds} x {al.query_size} = {al.final_budget} "
+                f"labels would exhaust the pool of {pool_count} examples")

@@ -1,9 +1,13 @@
 """Training one network for one active-learning round (Alg. 1 lines 1-7).
 
 Everything an epoch needs lives on the device: the uint8 pool, the epoch's index plan,
-the optimiser state. The host only loops over steps (async dispatch) and reads the
-summed metrics once per epoch. Step functions are jitted once per run and take the
-round-dependent numbers (learning rate, mu', C0) as arrays, so rounds never recompile.
+the optimiser states. The host only loops over steps (async dispatch) and reads the
+summed metrics once per epoch. The step is jitted once per run: the learning rate sits
+in the optimiser state (optax.inject_hyperparams) and the round's weights (mu', C0) are
+arrays, so neither rounds nor epochs recompile.
+
+Each training behaviour on which the paper and the authors' code differ is a field of
+`settings.TrainSettings` (see experiments/configs/base.py for their meaning).
 """
 
 import dataclasses
@@ -11,7 +15,7 @@ import functools
 import logging
 import math
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, NamedTuple, Optional
 
 import flax
 import jax
@@ -23,42 +27,9 @@ from waal_jax import data as data_lib
 from waal_jax import objectives
 from waal_jax import sharding
 from waal_jax.models import Networks
+from waal_jax.settings import TrainSettings
 
-ADVERSARIAL_MODES = ("wasserstein", "h_divergence", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainSettings:
-  """The static parts of training (hashable: they are baked into the compiled step)."""
-  adversarial: str          # 'wasserstein' (WAAL), 'h_divergence' (ablation), 'none'
-  variant: str              # 'paper' or 'reference' (see objectives and DESIGN.md)
-  epochs: int               # the most epochs per round
-  batch_size: int           # S: examples per mini-batch, labeled and unlabeled each
-  learning_rate: float      # initial SGD learning rate
-  momentum: float           # SGD momentum
-  mu: float                 # weight of the adversarial term (before mu' = gamma/(1+gamma) mu)
-  gradient_penalty: float   # weight of the critic's gradient penalty
-  patience: int             # early stopping: epochs without a better validation accuracy
-  augment: bool             # random crop + flip on the device (the authors' SVHN/CIFAR code)
-  eval_batch_size: int      # examples per evaluation batch
-  # Steps per epoch: 'auto' walks the unlabeled pool in adversarial training and the
-  # labeled set in supervised training; 'match_pool' gives supervised training as many
-  # steps as WAAL (one per S unlabeled examples, S labeled drawn with replacement).
-  steps_per_epoch: str = "auto"
-
-  def learning_rate_at(self, epoch: int) -> float:
-    """Table 3: x0.1 at 50% and x0.01 at 75% of the epochs; the released code is constant."""
-    if self.variant == "reference":
-      return self.learning_rate
-    if epoch >= 0.75 * self.epochs:
-      return self.learning_rate * 0.01
-    if epoch >= 0.5 * self.epochs:
-      return self.learning_rate * 0.1
-    return self.learning_rate
-
-  @property
-  def early_stopping(self) -> bool:
-    return self.variant == "paper" and self.patience > 0
+MAIN = ("features", "classifier")     # the parameters of the feature step
 
 
 @flax.struct.dataclass
@@ -66,8 +37,8 @@ class TrainState:
   step: jax.Array          # () int32, steps taken this round
   params: Any              # {'features', 'classifier', 'critic'}
   batch_stats: Any         # running batch-norm statistics of the feature extractor
-  opt_main: Any            # SGD momentum of features + classifier
-  opt_critic: Any          # SGD momentum of the critic
+  opt_main: Any            # SGD state of features + classifier (holds the learning rate)
+  opt_critic: Any          # SGD state of the critic
 
 
 @flax.struct.dataclass
@@ -80,17 +51,41 @@ class EpochPlan:
 
 
 @flax.struct.dataclass
-class Hyper:
-  """Numbers that change between rounds or epochs, passed as arrays (no recompiles)."""
-  learning_rate: jax.Array        # () float32
-  adversarial_weight: jax.Array   # () float32: mu' (paper) or mu (reference)
-  labeled_coefficient: jax.Array  # () float32: C0 (paper) or L/U (reference)
+class RoundWeights:
+  """The adversarial weights of a round, as arrays (no recompiles)."""
+  adversarial: jax.Array          # () mu' or mu: weight of the adversarial term
+  labeled_coefficient: jax.Array  # () C0 or L/U: weight of the labeled critic mean
+  unlabeled_fraction: jax.Array   # () U/(L+U): H-divergence weight of the unlabeled mean
+
+
+class StepKeys(NamedTuple):
+  """A step's random keys, one per purpose (folded from the round key and the step)."""
+  augment: jax.Array
+  extractor_dropout: jax.Array
+  classifier_dropout: jax.Array
+  adversarial_dropout: jax.Array     # the critic inside the feature step's loss
+  recompute_dropout: jax.Array       # the extractor when the critic step recomputes z
+  critic_dropout: jax.Array
+  penalty_dropout: jax.Array
+  interpolation: jax.Array
+
+
+def step_keys(key, step) -> StepKeys:
+  return StepKeys(*jax.random.split(jax.random.fold_in(key, step), len(StepKeys._fields)))
+
+
+class Batch(NamedTuple):
+  labeled: jax.Array          # (S, H, W, C) normalised images
+  labels: jax.Array           # (S,)
+  labeled_mask: jax.Array     # (S,) bool
+  unlabeled: jax.Array        # (S, H, W, C); unused in supervised training
+  unlabeled_mask: jax.Array   # (S,) bool
 
 
 @dataclasses.dataclass(frozen=True)
 class DeviceData:
   """A dataset on the devices, replicated: uint8 images, int32 labels."""
-  pool_images: jax.Array     # (N, H, W, C)
+  pool_images: jax.Array     # (M, H, W, C), M >= N: padded for the scorers
   pool_labels: jax.Array     # (N,)
   val: "EvalSet"
   test: "EvalSet"
@@ -112,146 +107,217 @@ class RoundInputs:
   unlabeled: np.ndarray         # (pool size,) int32 pool indices, valid ones first
   num_unlabeled: int
   steps: int                    # steps of an epoch
-  adversarial_weight: float     # mu' (paper) or mu (reference); 0 without adversary
-  labeled_coefficient: float    # C0 (paper) or L/U (reference)
+  weights: RoundWeights         # host floats
 
 
 @dataclasses.dataclass
 class FitResult:
-  variables: dict            # {'params', 'batch_stats'} of the chosen (best) epoch
+  variables: dict            # {'params', 'batch_stats'} of the chosen epoch
   epochs: List[dict]         # per epoch: loss terms, validation accuracy, seconds
-  best_epoch: int
-  best_val_accuracy: float
+  best_epoch: int            # the chosen epoch (1-based)
+  best_val_accuracy: float   # its validation accuracy
   seconds: float
 
 
+# --- The epoch plan --------------------------------------------------------------------
+
+
+def _shuffled(key, order, count):
+  """A random permutation of order[:count], the padding after it."""
+  position = jnp.arange(order.shape[0])
+  sort_keys = jnp.where(position < count, jax.random.uniform(key, order.shape), 2.0)
+  return order[jnp.argsort(sort_keys)]
+
+
 def make_epoch_plan(key, labeled, num_labeled, unlabeled, num_unlabeled, *,
-                    batch_size: int, walk: str):
+                    batch_size: int, walk_labeled: bool, labeled_sampling: str):
   """One epoch's mini-batches (the redundancy trick of section 3.3).
 
-  walk='unlabeled' (WAAL): the unlabeled pool is visited once in random order, and each
-    step pairs S unlabeled examples with S labeled ones drawn with replacement.
-  walk='labeled' (supervised baselines): the labeled set is visited once.
+  walk_labeled (supervised baselines): the labeled set is visited once.
+  Otherwise the unlabeled pool is visited once in random order, each step pairing S
+  unlabeled examples with S labeled ones:
+    with_replacement (Alg. 1): drawn uniformly with replacement;
+    cycle (the authors' code): the epoch walks a random order of max(L, U) positions;
+      position p takes labeled p mod L and unlabeled p mod U (so the labeled set is
+      cycled, each example about U/L times an epoch, in a fixed pairing).
   `labeled` (P,) and `unlabeled` (N,) hold valid indices first, then padding; the
   counts say how many are valid. Shapes are fixed, so this compiles once.
   """
   walk_key, draw_key = jax.random.split(key)
-  if walk == "unlabeled":
-    order, count = unlabeled, num_unlabeled
-  elif walk == "labeled":
-    order, count = labeled, num_labeled
-  else:
-    raise ValueError(walk)
-  # A random permutation of the valid entries, padding sorted to the end.
-  position = jnp.arange(order.shape[0])
-  sort_keys = jnp.where(position < count, jax.random.uniform(walk_key, order.shape), 2.0)
-  order = order[jnp.argsort(sort_keys)]
-  steps = -(-order.shape[0] // batch_size)
-  order = jnp.pad(order, (0, steps * batch_size - order.shape[0]))
-  mask = jnp.arange(steps * batch_size) < count
-  walked = order.reshape(steps, batch_size)
-  walked_mask = mask.reshape(steps, batch_size)
-  if walk == "labeled":
-    empty = jnp.zeros_like(walked)
-    return EpochPlan(walked, walked_mask, empty, jnp.zeros_like(walked_mask))
+  if walk_labeled:
+    order = _shuffled(walk_key, labeled, num_labeled)
+    steps = -(-order.shape[0] // batch_size)
+    walked = jnp.pad(order, (0, steps * batch_size - order.shape[0])).reshape(steps, -1)
+    mask = (jnp.arange(steps * batch_size) < num_labeled).reshape(steps, -1)
+    return EpochPlan(walked, mask, jnp.zeros_like(walked), jnp.zeros_like(mask))
+  n = unlabeled.shape[0]                     # the pool size: max(L, U) <= L + U = N
+  steps = -(-n // batch_size)
+  if labeled_sampling == "cycle":
+    count = jnp.maximum(num_labeled, num_unlabeled)
+    positions = _shuffled(walk_key, jnp.arange(n), count)
+    pad = steps * batch_size - n
+    positions = jnp.pad(positions, (0, pad)).reshape(steps, -1)
+    mask = (jnp.arange(steps * batch_size) < count).reshape(steps, -1)
+    return EpochPlan(labeled[positions % num_labeled], mask,
+                     unlabeled[positions % num_unlabeled], mask)
+  if labeled_sampling != "with_replacement":
+    raise ValueError(labeled_sampling)
+  order = jnp.pad(_shuffled(walk_key, unlabeled, num_unlabeled), (0, steps * batch_size - n))
+  mask = (jnp.arange(steps * batch_size) < num_unlabeled).reshape(steps, -1)
   draws = jax.random.randint(draw_key, (steps, batch_size), 0, num_labeled)
-  return EpochPlan(labeled[draws], jnp.ones_like(walked_mask), walked, walked_mask)
+  return EpochPlan(labeled[draws], jnp.ones_like(mask), order.reshape(steps, -1), mask)
 
 
-def _adversarial_term(nets: Networks, settings: TrainSettings, hyper: Hyper, critic_params,
-                      z, num_labeled: int, unlabeled_mask, dropout_key):
+# --- The step ----------------------------------------------------------------------------
+
+
+def _gather_batch(settings: TrainSettings, spec, mesh, pool_images, pool_labels,
+                  plan: EpochPlan, i, key) -> Batch:
+  """Step i's images from the pool, augmented if asked, normalised, split over devices."""
+  l_idx, u_idx = plan.labeled[i], plan.unlabeled[i]                    # (S,)
+
+  def prepare(indices, key):
+    images = pool_images[indices]
+    if settings.augment == "crop_flip":
+      images = data_lib.random_crop_flip(key, images)
+    return sharding.constrain_batch(mesh, data_lib.normalize(images, spec))
+
+  l_key, u_key = jax.random.split(key)
+  return Batch(prepare(l_idx, l_key), pool_labels[l_idx], plan.labeled_mask[i],
+               prepare(u_idx, u_key), plan.unlabeled_mask[i])
+
+
+def _embed_batch(nets: Networks, settings: TrainSettings, params, batch_stats, batch: Batch,
+                 key, with_unlabeled: bool):
+  """(z_labeled, z_unlabeled or None, batch_stats) in training mode.
+
+  joint: one extractor call on [labeled; unlabeled] (one set of batch statistics);
+  separate: labeled, then unlabeled, as the authors' code calls it.
+  """
+  s = batch.labeled.shape[0]
+  if not with_unlabeled:
+    z, batch_stats = nets.embed(params, batch_stats, batch.labeled, train=True,
+                                dropout_key=key, mask=batch.labeled_mask)
+    return z, None, batch_stats
+  if settings.domain_batches == "joint":
+    x = jnp.concatenate([batch.labeled, batch.unlabeled])
+    mask = jnp.concatenate([batch.labeled_mask, batch.unlabeled_mask])
+    z, batch_stats = nets.embed(params, batch_stats, x, train=True, dropout_key=key,
+                                mask=mask)
+    return z[:s], z[s:], batch_stats
+  l_key, u_key = jax.random.split(key)
+  z_l, batch_stats = nets.embed(params, batch_stats, batch.labeled, train=True,
+                                dropout_key=l_key, mask=batch.labeled_mask)
+  z_u, batch_stats = nets.embed(params, batch_stats, batch.unlabeled, train=True,
+                                dropout_key=u_key, mask=batch.unlabeled_mask)
+  return z_l, z_u, batch_stats
+
+
+def _adversarial_term(nets: Networks, settings: TrainSettings, weights: RoundWeights,
+                      critic_params, z_l, z_u, batch: Batch, key):
   """What the features minimise beside the cross-entropy, and the critic maximises.
 
   wasserstein: mean g(z_u) - C * mean g(z_l) (Eq. 8).
-  h_divergence: minus the discriminator's cross-entropy (appendix H).
-  `z` holds the labeled features first, then the unlabeled ones.
+  h_divergence: minus the discriminator's cross-entropy (appendix H, Eq. 20).
   """
-  s = num_labeled
+  z = jnp.concatenate([z_l, z_u])
+  s = z_l.shape[0]
   if settings.adversarial == "wasserstein":
-    g = nets.critic_value(critic_params, z, train=True, dropout_key=dropout_key)   # (2S,)
-    return objectives.wasserstein_term(g[s:], g[:s], hyper.labeled_coefficient, unlabeled_mask)
-  logit = nets.critic_logit(critic_params, z, train=True, dropout_key=dropout_key)
-  return -objectives.domain_cross_entropy(logit[s:], logit[:s], unlabeled_mask)
+    g = nets.critic_value(critic_params, z, train=True, dropout_key=key)          # (2S,)
+    return objectives.wasserstein_term(g[s:], g[:s], weights.labeled_coefficient,
+                                       batch.unlabeled_mask, batch.labeled_mask)
+  logit = nets.critic_logit(critic_params, z, train=True, dropout_key=key)
+  return -objectives.domain_cross_entropy(logit[s:], logit[:s], weights.unlabeled_fraction,
+                                          batch.unlabeled_mask, batch.labeled_mask)
 
 
-def _train_step(nets: Networks, settings: TrainSettings, spec: data_lib.DatasetSpec, mesh,
-                state: TrainState, pool_images, pool_labels, plan: EpochPlan, i, hyper: Hyper,
-                sums: dict, key):
-  """One SGD step on features + classifier, then one on the critic (Alg. 1 lines 3-6)."""
-  s = settings.batch_size
-  l_idx, l_mask = plan.labeled[i], plan.labeled_mask[i]                 # (S,)
-  u_idx, u_mask = plan.unlabeled[i], plan.unlabeled_mask[i]             # (S,)
-  step_key = jax.random.fold_in(key, state.step)
-  aug_key, cls_key, adv_key, critic_key, gp_key, gp_drop_key = jax.random.split(step_key, 6)
+def _feature_step(nets, settings: TrainSettings, tx, state: TrainState, batch: Batch,
+                  weights: RoundWeights, keys: StepKeys):
+  """One SGD step of extractor + classifier on CE + weight * adversarial term (Alg. 1
+  lines 4-5). Returns the state, the metrics and the (pre-step) features."""
   adversarial = settings.adversarial != "none"
 
-  # Labeled and unlabeled images go through the extractor as one batch.
-  images = pool_images[jnp.concatenate([l_idx, u_idx]) if adversarial else l_idx]
-  if settings.augment:
-    images = data_lib.random_crop_flip(aug_key, images)
-  x = sharding.constrain_batch(mesh, data_lib.normalize(images, spec))  # (2S or S, H, W, C)
-  y = pool_labels[l_idx]
-
-  def main_loss(trainable):
+  def loss_fn(trainable):
     params = {**state.params, **trainable}
-    z, batch_stats = nets.embed(params, state.batch_stats, x, train=True)
-    logits = nets.logits(params, z[:s], train=True, dropout_key=cls_key)
-    ce = objectives.cross_entropy(logits, y, l_mask)
-    if not adversarial:
-      return ce, (batch_stats, z, ce, jnp.zeros(()))
-    adv = _adversarial_term(nets, settings, hyper, params["critic"], z, s, u_mask, adv_key)
-    return ce + hyper.adversarial_weight * adv, (batch_stats, z, ce, adv)
+    z_l, z_u, batch_stats = _embed_batch(nets, settings, params, state.batch_stats, batch,
+                                         keys.extractor_dropout, adversarial)
+    logits = nets.logits(params, z_l, train=True, dropout_key=keys.classifier_dropout)
+    ce = objectives.cross_entropy(logits, batch.labels, batch.labeled_mask)
+    adv = jnp.zeros(())
+    if adversarial:
+      adv = _adversarial_term(nets, settings, weights, params["critic"], z_l, z_u, batch,
+                              keys.adversarial_dropout)
+    return ce + weights.adversarial * adv, (batch_stats, z_l, z_u, ce, adv)
 
-  trainable = {k: state.params[k] for k in ("features", "classifier")}
-  grads, (batch_stats, z, ce, adv) = jax.grad(main_loss, has_aux=True)(trainable)
-  tx = optax.sgd(1.0, momentum=settings.momentum)   # Unit rate: scaled by hyper.lr below.
+  trainable = {k: state.params[k] for k in MAIN}
+  grads, (batch_stats, z_l, z_u, ce, adv) = jax.grad(loss_fn, has_aux=True)(trainable)
   updates, opt_main = tx.update(grads, state.opt_main, trainable)
-  trainable = jax.tree.map(lambda p, u: p + hyper.learning_rate * u, trainable, updates)
-  params = {**state.params, **trainable}
-  metrics = {"loss": ce + hyper.adversarial_weight * adv, "cross_entropy": ce,
-             "adversarial": adv}
+  params = {**state.params, **optax.apply_updates(trainable, updates)}
+  state = state.replace(params=params, batch_stats=batch_stats, opt_main=opt_main)
+  metrics = {"loss": ce + weights.adversarial * adv, "cross_entropy": ce, "adversarial": adv}
+  return state, metrics, (z_l, z_u)
 
-  opt_critic = state.opt_critic
-  if adversarial:
-    if settings.variant == "reference" and settings.adversarial == "wasserstein":
-      # The released code recomputes the features with the updated extractor.
-      z, _ = nets.embed(params, batch_stats, x, train=True)
-    z = jax.lax.stop_gradient(z)
-    penalty_points, penalty_weights = None, None
-    if settings.adversarial == "wasserstein":
-      z_l, z_u = z[:s], z[s:]
-      penalty_points = objectives.interpolate(gp_key, z_l, z_u)
-      penalty_weights = u_mask
-      if settings.variant == "reference":
-        # ... and also penalises the gradient at the labeled and unlabeled features.
-        penalty_points = jnp.concatenate([penalty_points, z_u, z_l])
-        penalty_weights = jnp.concatenate([u_mask, u_mask, jnp.ones_like(u_mask)])
 
-    def critic_loss(critic_params):
-      adv_critic = _adversarial_term(nets, settings, hyper, critic_params, z, s, u_mask,
-                                     critic_key)
-      if penalty_points is None:   # H-divergence: the discriminator's cross-entropy.
-        return -hyper.adversarial_weight * adv_critic, jnp.zeros(())
-      penalty = objectives.gradient_penalty(
-          lambda p: nets.critic_value(critic_params, p, train=True, dropout_key=gp_drop_key),
-          penalty_points, penalty_weights)
-      loss = objectives.critic_loss(adv_critic, penalty, hyper.adversarial_weight,
-                                    settings.gradient_penalty, settings.variant)
-      return loss, penalty
+def _penalty_points(settings: TrainSettings, z_l, z_u, batch: Batch, key):
+  """Where the gradient penalty is taken, and the weights that mask padding."""
+  points = objectives.interpolate(objectives.interpolation_weights(key, z_l.shape[0]), z_l,
+                                  z_u)
+  pair_mask = batch.unlabeled_mask & batch.labeled_mask
+  if settings.penalty_points == "interpolates":
+    return points, pair_mask
+  return (jnp.concatenate([points, z_u, z_l]),
+          jnp.concatenate([pair_mask, batch.unlabeled_mask, batch.labeled_mask]))
 
-    critic_grads, penalty = jax.grad(critic_loss, has_aux=True)(params["critic"])
-    updates, opt_critic = tx.update(critic_grads, state.opt_critic, params["critic"])
-    params["critic"] = jax.tree.map(lambda p, u: p + hyper.learning_rate * u,
-                                    params["critic"], updates)
-    metrics["gradient_penalty"] = penalty
 
-  new_state = TrainState(state.step + 1, params, batch_stats, opt_main, opt_critic)
-  sums = {k: sums[k] + metrics.get(k, 0.0) for k in sums}
-  sums["steps"] = sums["steps"] + 1.0
-  return new_state, sums
+def _critic_step(nets, settings: TrainSettings, tx, state: TrainState, batch: Batch,
+                 features, weights: RoundWeights, keys: StepKeys):
+  """One SGD step of the critic (Alg. 1 line 6) on detached features: it maximises the
+  adversarial term (less the gradient penalty, for the Wasserstein critic)."""
+  z_l, z_u = features
+  batch_stats = state.batch_stats
+  if settings.critic_features == "recomputed":
+    z_l, z_u, batch_stats = _embed_batch(nets, settings, state.params, batch_stats, batch,
+                                         keys.recompute_dropout, True)
+  z_l, z_u = jax.lax.stop_gradient(z_l), jax.lax.stop_gradient(z_u)
+  wasserstein = settings.adversarial == "wasserstein"
+  if wasserstein:
+    points, point_weights = _penalty_points(settings, z_l, z_u, batch, keys.interpolation)
+
+  def loss_fn(critic_params):
+    adv = _adversarial_term(nets, settings, weights, critic_params, z_l, z_u, batch,
+                            keys.critic_dropout)
+    if not wasserstein:   # H-divergence: the discriminator's cross-entropy.
+      return -weights.adversarial * adv, jnp.zeros(())
+    penalty = objectives.gradient_penalty(
+        lambda p: nets.critic_value(critic_params, p, train=True,
+                                    dropout_key=keys.penalty_dropout),
+        points, point_weights)
+    return objectives.critic_loss(adv, penalty, weights.adversarial,
+                                  settings.gradient_penalty,
+                                  settings.critic_penalty_sign), penalty
+
+  grads, penalty = jax.grad(loss_fn, has_aux=True)(state.params["critic"])
+  updates, opt_critic = tx.update(grads, state.opt_critic, state.params["critic"])
+  params = {**state.params, "critic": optax.apply_updates(state.params["critic"], updates)}
+  return state.replace(params=params, batch_stats=batch_stats, opt_critic=opt_critic), penalty
 
 
 METRIC_NAMES = ("loss", "cross_entropy", "adversarial", "gradient_penalty", "steps")
+
+
+def _train_step(nets: Networks, settings: TrainSettings, spec: data_lib.DatasetSpec, mesh, tx,
+                state: TrainState, pool_images, pool_labels, plan: EpochPlan, i,
+                weights: RoundWeights, sums: dict, key):
+  """One step: features + classifier, then the critic (Alg. 1 lines 3-6)."""
+  keys = step_keys(key, state.step)
+  batch = _gather_batch(settings, spec, mesh, pool_images, pool_labels, plan, i, keys.augment)
+  state, metrics, features = _feature_step(nets, settings, tx, state, batch, weights, keys)
+  if settings.adversarial != "none":
+    state, metrics["gradient_penalty"] = _critic_step(nets, settings, tx, state, batch,
+                                                      features, weights, keys)
+  sums = {k: sums[k] + metrics.get(k, 0.0) for k in sums}
+  sums["steps"] = sums["steps"] + 1.0
+  return state.replace(step=state.step + 1), sums
 
 
 def _add_correct(nets: Networks, spec: data_lib.DatasetSpec, mesh, correct, params,
@@ -266,29 +332,55 @@ def _add_correct(nets: Networks, spec: data_lib.DatasetSpec, mesh, correct, para
   return correct + jnp.sum((predictions == y) & ok)
 
 
+# --- Choosing the round's network ---------------------------------------------------------
+
+
+class ModelSelection:
+  """Keeps the network that `train.model_selection` asks for and decides early stops."""
+
+  def __init__(self, settings: TrainSettings):
+    self.settings = settings
+    self.best_accuracy, self.best_epoch, self.best_variables = -1.0, 0, None
+
+  def see(self, epoch: int, val_accuracy: float, variables: dict) -> None:
+    """After epoch (1-based) with this validation accuracy and network."""
+    if val_accuracy > self.best_accuracy:
+      self.best_accuracy, self.best_epoch = val_accuracy, epoch
+      if self.settings.model_selection == "best_val":
+        # A copy: the step donates (reuses) the state's buffers.
+        self.best_variables = jax.tree.map(jnp.copy, variables)
+
+  def should_stop(self, epoch: int) -> bool:
+    patience = self.settings.patience
+    return patience > 0 and epoch - self.best_epoch >= patience
+
+
+# --- The trainer -------------------------------------------------------------------------
+
+
 class Trainer:
   """Trains a fresh network per round; compiled once, reused by every round of a run."""
 
   def __init__(self, nets: Networks, settings: TrainSettings, spec: data_lib.DatasetSpec,
                mesh, num_pool: int, labeled_capacity: int):
     self.nets, self.settings, self.spec, self.mesh = nets, settings, spec, mesh
-    supervised_walk = settings.adversarial == "none" and settings.steps_per_epoch != "match_pool"
-    walk = "labeled" if supervised_walk else "unlabeled"
-    self._plan = jax.jit(functools.partial(make_epoch_plan, batch_size=settings.batch_size,
-                                           walk=walk),
-                         out_shardings=sharding.replicated(mesh))
-    self.walk = walk
     self.num_pool, self.labeled_capacity = num_pool, labeled_capacity
-    self.step_fn = jax.jit(functools.partial(_train_step, nets, settings, spec, mesh),
+    self._tx = optax.inject_hyperparams(optax.sgd)(learning_rate=settings.learning_rate,
+                                                   momentum=settings.momentum)
+    self._plan = jax.jit(functools.partial(make_epoch_plan, batch_size=settings.batch_size,
+                                           walk_labeled=settings.walks_labeled_set,
+                                           labeled_sampling=settings.labeled_sampling),
+                         out_shardings=sharding.replicated(mesh))
+    self.step_fn = jax.jit(functools.partial(_train_step, nets, settings, spec, mesh, self._tx),
                            donate_argnums=(0, 6))
     self._add_correct = jax.jit(
         functools.partial(_add_correct, nets, spec, mesh, batch_size=settings.eval_batch_size))
-    self._tx = optax.sgd(1.0, momentum=settings.momentum)
 
-  def device_data(self, splits: data_lib.Splits) -> DeviceData:
-    """Puts the dataset on the devices once per run."""
-    put = functools.partial(sharding.replicate, self.mesh)
-    return DeviceData(put(splits.pool_images), put(splits.pool_labels.astype(np.int32)),
+  def device_data(self, splits: data_lib.Splits, pool_images: jax.Array) -> DeviceData:
+    """The labels and evaluation splits on the devices, beside the pool images already
+    there (the scorers' padded copy: the pool goes onto the devices once)."""
+    return DeviceData(pool_images,
+                      sharding.replicate(self.mesh, splits.pool_labels.astype(np.int32)),
                       self.eval_set(splits.val_images, splits.val_labels),
                       self.eval_set(splits.test_images, splits.test_labels))
 
@@ -316,99 +408,122 @@ class Trainer:
   def init_state(self, key) -> TrainState:
     variables = self.nets.init(key, self.spec.image_shape)
     params = variables["params"]
-    main = {k: params[k] for k in ("features", "classifier")}
     state = TrainState(jnp.zeros((), jnp.int32), params, variables["batch_stats"],
-                       self._tx.init(main), self._tx.init(params["critic"]))
+                       self._tx.init({k: params[k] for k in MAIN}),
+                       self._tx.init(params["critic"]))
     return sharding.replicate(self.mesh, state)
 
-  def round_inputs(self, labeled: np.ndarray, query_size: int) -> "RoundInputs":
+  def with_learning_rate(self, state: TrainState, learning_rate: float) -> TrainState:
+    """Both optimisers' learning rate set to `learning_rate` (no recompilation)."""
+    def set_lr(opt):   # A buffer of its own per optimiser: the step donates both.
+      lr = sharding.replicate(self.mesh, np.float32(learning_rate))
+      return opt._replace(hyperparams={**opt.hyperparams, "learning_rate": lr})
+    return state.replace(opt_main=set_lr(state.opt_main), opt_critic=set_lr(state.opt_critic))
+
+  def round_inputs(self, labeled: np.ndarray, query_size: int) -> RoundInputs:
     """Fixed-shape index arrays and the adversarial weights for one round."""
     num_labeled = len(labeled)
     is_labeled = np.zeros(self.num_pool, bool)
     is_labeled[labeled] = True
     unlabeled = np.flatnonzero(~is_labeled)
     labeled_padded = np.zeros(self.labeled_capacity, np.int32)
-    labeled_padded[:num_labeled] = labeled
+    # Cycled batches pair positions with the labeled set in ascending pool order, as the
+    # authors' code (it keeps the labeled set as a boolean mask over the pool).
+    cycle = self.settings.labeled_sampling == "cycle"
+    labeled_padded[:num_labeled] = np.sort(labeled) if cycle else labeled
     unlabeled_padded = np.zeros(self.num_pool, np.int32)
     unlabeled_padded[:len(unlabeled)] = unlabeled
-    walked = len(unlabeled) if self.walk == "unlabeled" else num_labeled
-    if self.settings.adversarial == "wasserstein":
+    walked = num_labeled if self.settings.walks_labeled_set else self._pool_walk(
+        num_labeled, len(unlabeled))
+    s = self.settings
+    weight, coefficient = 0.0, 0.0
+    if s.adversarial == "wasserstein":
       weight, coefficient = objectives.adversarial_weights(
-          self.settings.variant, self.settings.mu, num_labeled, max(len(unlabeled), 1),
-          query_size)
-    elif self.settings.adversarial == "h_divergence":
-      weight, coefficient = self.settings.mu, 0.0
-    else:
-      weight, coefficient = 0.0, 0.0
+          s.adversarial_weights, s.mu, num_labeled, max(len(unlabeled), 1), query_size)
+    elif s.adversarial == "h_divergence":
+      weight = s.mu                     # Eq. 20 weighs the sums with mu itself.
+    fraction = len(unlabeled) / (num_labeled + len(unlabeled))
     return RoundInputs(labeled_padded, num_labeled, unlabeled_padded, len(unlabeled),
-                       math.ceil(walked / self.settings.batch_size), weight, coefficient)
+                       math.ceil(walked / s.batch_size),
+                       RoundWeights(*(np.float32(v) for v in (weight, coefficient, fraction))))
 
-  def epoch_plan(self, key, inputs: "RoundInputs") -> EpochPlan:
+  def _pool_walk(self, num_labeled: int, num_unlabeled: int) -> int:
+    if self.settings.labeled_sampling == "cycle":
+      return max(num_labeled, num_unlabeled)
+    return num_unlabeled
+
+  def epoch_plan(self, key, inputs: RoundInputs) -> EpochPlan:
     return self._plan(key, inputs.labeled, np.int32(inputs.num_labeled), inputs.unlabeled,
                       np.int32(inputs.num_unlabeled))
 
-  def hyper(self, inputs: "RoundInputs", epoch: int) -> Hyper:
-    return Hyper(*(np.float32(v) for v in (self.settings.learning_rate_at(epoch),
-                                           inputs.adversarial_weight,
-                                           inputs.labeled_coefficient)))
-
-  def train_epoch(self, state: TrainState, data: DeviceData, plan: EpochPlan, hyper: Hyper,
-                  step_key, num_steps: int):
+  def train_epoch(self, state: TrainState, data: DeviceData, plan: EpochPlan,
+                  weights: RoundWeights, step_key, num_steps: int):
     """num_steps steps of the plan; returns the state and the summed metrics (on device)."""
     sums = sharding.replicate(self.mesh, {k: np.float32(0) for k in METRIC_NAMES})
+    weights = sharding.replicate(self.mesh, weights)
     wait = sharding.wait_each_call(self.mesh)
     for i in range(num_steps):
       state, sums = self.step_fn(state, data.pool_images, data.pool_labels, plan, np.int32(i),
-                                 hyper, sums, step_key)
+                                 weights, sums, step_key)
       if wait:
         jax.block_until_ready(sums)
     return state, sums
 
   def fit(self, key, data: DeviceData, labeled: np.ndarray, query_size: int,
-          log: Optional[Callable[[str], None]] = None) -> FitResult:
-    """Trains from scratch on `labeled` (pool indices) and the rest of the pool.
-
-    Returns the variables of the epoch with the best validation accuracy when early
-    stopping is on (paper variant), else those after the last epoch.
-    """
+          log: Optional[Callable[[str], None]] = None,
+          on_epoch: Optional[Callable[[dict, dict], None]] = None) -> FitResult:
+    """Trains from scratch on `labeled` (pool indices) and the rest of the pool, and
+    returns the network `train.model_selection` chooses. `on_epoch(record, variables)`,
+    if given, sees every epoch's network (e.g. to evaluate it on more splits)."""
     log = log or logging.info
-    settings = self.settings
     start_time = time.time()
     init_key, plan_key, step_key = jax.random.split(key, 3)
     inputs = self.round_inputs(labeled, query_size)
     state = self.init_state(init_key)
-    best = None
+    selection = ModelSelection(self.settings)
     history = []
-    for epoch in range(settings.epochs):
-      epoch_start = time.time()
-      hyper = self.hyper(inputs, epoch)
-      plan = self.epoch_plan(jax.random.fold_in(plan_key, epoch), inputs)
-      state, sums = self.train_epoch(state, data, plan, hyper, step_key, inputs.steps)
-      variables = {"params": state.params, "batch_stats": state.batch_stats}
-      val_accuracy = self.accuracy(variables, data.val)
-      sums = sharding.to_host(sums)
-      record = {k: float(sums[k] / max(sums["steps"], 1)) for k in METRIC_NAMES if k != "steps"}
-      record.update(epoch=epoch + 1, steps=inputs.steps, val_accuracy=val_accuracy,
-                    learning_rate=settings.learning_rate_at(epoch),
-                    seconds=time.time() - epoch_start)
+    for epoch in range(self.settings.epochs):
+      state, record = self._epoch(state, data, inputs, epoch, jax.random.fold_in(plan_key, epoch),
+                                  step_key)
+      if on_epoch is not None:
+        on_epoch(record, _variables(state))
       history.append(record)
+      log(_epoch_line(record, self.settings.epochs))
       if not np.isfinite(record["loss"]):
         raise FloatingPointError(f"training diverged at epoch {epoch + 1}: loss {record['loss']}")
-      improved = best is None or val_accuracy > best[1]
-      if improved:
-        # A copy: the step donates (reuses) the state's buffers.
-        best = (jax.tree.map(jnp.copy, variables) if settings.early_stopping else None,
-                val_accuracy, epoch + 1)
-      log(f"  epoch {epoch + 1}/{settings.epochs}: loss {record['loss']:.4f} "
-          f"(ce {record['cross_entropy']:.4f}, adv {record['adversarial']:+.4f}, "
-          f"gp {record['gradient_penalty']:.3f}) val {val_accuracy:.4f} "
-          f"lr {record['learning_rate']:g} {record['seconds']:.1f}s")
-      if settings.early_stopping and epoch + 1 - best[2] >= settings.patience:
-        log(f"  early stop: no better validation accuracy for {settings.patience} epochs; "
-            f"using epoch {best[2]}")
+      selection.see(epoch + 1, record["val_accuracy"], _variables(state))
+      if selection.should_stop(epoch + 1):
+        log(f"  early stop: no better validation accuracy for {self.settings.patience} "
+            f"epochs; using epoch {selection.best_epoch}")
         break
-    final = best[0] if settings.early_stopping else {"params": state.params,
-                                                    "batch_stats": state.batch_stats}
-    chosen_epoch = best[2] if settings.early_stopping else len(history)
-    chosen_val = best[1] if settings.early_stopping else history[-1]["val_accuracy"]
-    return FitResult(final, history, chosen_epoch, chosen_val, time.time() - start_time)
+    if self.settings.model_selection == "best_val":
+      chosen, epoch, accuracy = (selection.best_variables, selection.best_epoch,
+                                 selection.best_accuracy)
+    else:
+      chosen, epoch, accuracy = _variables(state), len(history), history[-1]["val_accuracy"]
+    return FitResult(chosen, history, epoch, accuracy, time.time() - start_time)
+
+  def _epoch(self, state, data, inputs: RoundInputs, epoch: int, plan_key, step_key):
+    """One epoch and its validation; returns the state and the epoch's record."""
+    epoch_start = time.time()
+    learning_rate = self.settings.learning_rate_at(epoch)
+    state = self.with_learning_rate(state, learning_rate)
+    plan = self.epoch_plan(plan_key, inputs)
+    state, sums = self.train_epoch(state, data, plan, inputs.weights, step_key, inputs.steps)
+    val_accuracy = self.accuracy(_variables(state), data.val)
+    sums = sharding.to_host(sums)
+    record = {k: float(sums[k] / max(sums["steps"], 1)) for k in METRIC_NAMES if k != "steps"}
+    record.update(epoch=epoch + 1, steps=inputs.steps, val_accuracy=val_accuracy,
+                  learning_rate=learning_rate, seconds=time.time() - epoch_start)
+    return state, record
+
+
+def _variables(state: TrainState) -> dict:
+  return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+  return (f"  epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f} "
+          f"(ce {record['cross_entropy']:.4f}, adv {record['adversarial']:+.4f}, "
+          f"gp {record['gradient_penalty']:.3f}) val {record['val_accuracy']:.4f} "
+          f"lr {record['learning_rate']:g} {record['seconds']:.1f}s")

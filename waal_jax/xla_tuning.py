@@ -1,4 +1,4 @@
-"""XLA flags that measurably speed this workload up (DESIGN.md section 5)."""
+"""XLA flags that measurably speed this workload up (docs/design.md section 5)."""
 
 import os
 

@@ -1,13 +1,20 @@
-"""Fields shared by every experiment; each dataset config starts from these.
+"""Fields shared by every experiment, and the two presets `paper` and `reference`.
 
-The names of these fields are a contract (DESIGN.md section 2): scripts override them
-as --config.<group>.<field>=<value>.
+This file is the single source of every default and of what each field means; the
+library checks the values (waal_jax/settings.py) but holds no defaults of its own.
+Scripts override fields as --config.<group>.<field>=<value>. The field names of
+docs/design.md section 2 are a contract.
+
+Presets: a dataset config file takes an argument, `--config=NAME` (the paper, the
+default) or `--config=NAME:reference` (what the authors' released code does). A preset
+is nothing but field values (`PRESETS` below); `train.variant` records its name.
 """
 
 import ml_collections
 
 
 def get_base_config() -> ml_collections.ConfigDict:
+  """The paper preset: the equations, Table 3 and appendix G as published."""
   config = ml_collections.ConfigDict()
   config.seed = 0                       # Root PRNG seed: data split, initial labels, training.
   config.seeds = 1                      # Repetitions (seeds seed, seed+1, ...); with more than
@@ -23,31 +30,64 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.download = True           # May tfds download the data when nothing local has it.
   config.data.pool_size = -1            # -1 = the whole Table 2 pool; n = a random subset of n.
   config.data.val_size = -1             # -1 = the whole validation split; n = a random subset.
+  config.data.mean = ()                 # Per-channel mean of [0, 1] pixels subtracted before
+  #                                       the network; () = the dataset's own (training split).
+  config.data.std = ()                  # Per-channel divisor after that; () = the dataset's.
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "lenet5"          # Feature extractor: lenet5 or vgg16.
   config.model.head_hidden = 50         # Hidden units of the classifier and critic heads (G.2).
   config.model.feature_dim = 0          # vgg16: dense layer to this many features; 0 = none.
-  config.model.dropout = 0.5            # Dropout rate in both heads.
+  config.model.dropout = 0.5            # Dropout rate in both heads (G.2).
+  config.model.extractor_dropout = 0.5  # lenet5: channel dropout after conv2, as the authors'
+  #                                       (and DeepAL's) LeNet-5 has; 0 = none.
+  config.model.init = "pytorch"         # Initial weights: pytorch (PyTorch's defaults, as the
+  #                                       published numbers had: uniform +-1/sqrt(fan_in)) or
+  #                                       lecun (LeCun normal, zero biases; 3x the variance).
   config.model.conv = "banded"          # lenet5 kernels: banded (matrix products, fast on
   #                                       CPU) or xla (lax.conv); same result and parameters.
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 80              # Most epochs per round (Table 3 / section 4).
   config.train.batch_size = 64          # Mini-batch size S, labeled and unlabeled each.
-  config.train.learning_rate = 0.01     # Initial SGD rate; x0.1 at 50%, x0.01 at 75% of epochs.
+  config.train.learning_rate = 0.01     # Initial SGD learning rate (Table 3).
+  config.train.lr_schedule = "step"     # step: x0.1 from 50%, x0.01 from 75% of the epochs
+  #                                       (Table 3); constant.
   config.train.momentum = 0.5           # SGD momentum (Table 3).
   config.train.mu = 1e-2                # Weight mu of the adversarial term (Table 3).
   config.train.gradient_penalty = 2.0   # Weight of the critic's gradient penalty.
   config.train.adversarial = "auto"     # auto (wasserstein for waal, none for the baselines),
   #                                       wasserstein, h_divergence (appendix H) or none.
-  config.train.variant = "paper"        # paper (equations as published) or reference (authors' code).
-  config.train.patience = 10            # Early stopping: epochs without a better val. accuracy.
-  config.train.augment = "auto"         # auto (crop+flip iff the authors' code does), none, crop_flip.
+  config.train.adversarial_weights = "bias_coefficient"  # bias_coefficient: mu' = mu U/(L+U)
+  #                                       on the Wasserstein term and C0 on the labeled critic
+  #                                       mean (Eq. 8); size_ratio: mu and L/U.
+  config.train.critic_penalty_sign = "subtract"  # subtract: the critic maximises W - penalty
+  #                                       (WGAN-GP); add: W + penalty.
+  config.train.penalty_points = "interpolates"  # Where the penalty is taken: interpolates
+  #                                       (random points between paired labeled and
+  #                                       unlabeled features) or interpolates_and_ends
+  #                                       (also at both sets of features themselves).
+  config.train.critic_features = "shared"  # The critic step's features: shared (those of the
+  #                                       feature step) or recomputed (by the updated
+  #                                       extractor, with fresh dropout).
+  config.train.labeled_sampling = "with_replacement"  # Labeled batch beside each unlabeled
+  #                                       one: with_replacement (Alg. 1) or cycle (walk
+  #                                       positions p of the epoch take labeled p mod L).
+  config.train.domain_batches = "joint"  # joint: labeled and unlabeled images through the
+  #                                       extractor as one batch (one set of batch-norm
+  #                                       statistics); separate: one call each.
+  config.train.model_selection = "best_val"  # The round's network: best_val (the epoch of
+  #                                       best validation accuracy) or last (the last epoch).
+  config.train.patience = 10            # Stop after this many epochs without a better
+  #                                       validation accuracy; 0 = train every epoch.
+  config.train.augment = "none"         # none, or crop_flip (random crop after 4-pixel
+  #                                       padding + horizontal flip).
   config.train.steps_per_epoch = "auto"  # auto (WAAL: unlabeled pool; baselines: labeled
   #                                       set), labeled, or match_pool (baselines get as
   #                                       many steps as WAAL: a control for training length).
   config.train.eval_batch_size = 250    # Examples per evaluation batch (small: cache-friendly).
+  config.train.variant = "paper"        # The preset's name, recorded in results (a label:
+  #                                       the fields above say what is done).
 
   config.al = ml_collections.ConfigDict()
   config.al.initial_labeled = 1000      # Labels at round 0 (Table 2).
@@ -57,37 +97,58 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.query = ml_collections.ConfigDict()
   config.query.strategy = "waal"        # waal, random, least_confidence, margin, entropy,
   #                                       kmedian, coreset, dbal, deepfool.
-  config.query.selection = 5.0          # WAAL: weight of the critic in the score (Table 3).
-  config.query.mixture = 0.5            # WAAL: weight of Eq. 10 against Eq. 11 (Table 3).
   config.query.batch_size = 256         # Pool examples scored per call and device (on CPU,
   #                                       256 runs ~2x faster than 1024: it stays in cache).
-  config.query.mc_samples = 10          # DBAL: stochastic forward passes T (MC dropout).
-  config.query.chunk_size = 1024        # Core-set: labeled points per distance block.
-  config.query.kmedian_iterations = 10  # K-median: most assignment + median updates.
-  config.query.deepfool_iterations = 50 # DeepFool: most steps per example.
-  config.query.deepfool_overshoot = 0.02  # DeepFool: overshoot when testing for a flip.
-  config.query.deepfool_candidates = 3  # DeepFool: label + the 2 classes of nearest logit;
-  #                                       10 = all classes, ~4x slower on CPU.
+  # Each strategy's own fields (the types are in its module's `config_fields`):
+  config.query.selection = 5.0          # waal: weight of the critic in the score (Table 3).
+  config.query.mixture = 0.5            # waal: weight of the first bound against Eq. 11's.
+  config.query.uncertainty_bound = "single_worst"  # waal: the first bound, single_worst
+  #                                       (max_y -log p, Eq. 10) or l2 (||log p||_2).
+  config.query.mc_samples = 10          # dbal: stochastic forward passes T (MC dropout).
+  config.query.chunk_size = 1024        # coreset: labeled points per distance block.
+  config.query.kmedian_iterations = 10  # kmedian: most assignment + median updates.
+  config.query.deepfool_iterations = 50  # deepfool: most steps per example.
+  config.query.deepfool_overshoot = 0.02  # deepfool: overshoot when testing for a flip.
+  config.query.deepfool_classes = 0     # deepfool: classes searched at every step, the label
+  #                                       included (those of largest logit); 0 = all.
   return config
 
 
-def use_reference_numbers(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The variant and numbers of the authors' released code (`--config=NAME:reference`).
+# What the authors' released PyTorch code (github.com/cjshui/WAAL) does where it differs
+# from the paper; docs/design.md section 3 lists each difference with its place there.
+REFERENCE = {
+    "train.variant": "reference",
+    "train.mu": 2e-3,                       # alpha in their Test.py
+    "query.selection": 10.0,                # self.selection in their WAAL class
+    "train.lr_schedule": "constant",
+    "train.adversarial_weights": "size_ratio",
+    "train.critic_penalty_sign": "add",
+    "train.penalty_points": "interpolates_and_ends",
+    "train.critic_features": "recomputed",
+    "train.labeled_sampling": "cycle",
+    "train.domain_batches": "separate",
+    "train.model_selection": "last",
+    "train.patience": 0,
+    "query.uncertainty_bound": "l2",
+}
 
-  `train.variant=reference` switches the formulas (gamma = L/U, penalty signs, the L2
-  uncertainty bound), the constant learning rate, no early stopping and crop + flip on
-  SVHN / CIFAR-10; this also sets the numbers that code uses.
-  """
-  config.train.variant = "reference"
-  config.train.mu = 2e-3
-  config.query.selection = 10.0
+PRESETS = {"paper": {}, "reference": REFERENCE}
+
+
+def apply(config: ml_collections.ConfigDict, values: dict) -> ml_collections.ConfigDict:
+  for name, value in values.items():
+    group, field = name.split(".")
+    config[group][field] = value
   return config
 
 
-def finish(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """Applies the `:variant` argument of a dataset config file."""
-  if variant == "reference":
-    use_reference_numbers(config)
-  elif variant not in ("", "paper"):
-    raise ValueError(f"config argument must be paper or reference, not {variant!r}")
+def finish(config: ml_collections.ConfigDict, preset: str,
+           dataset_reference: dict = None) -> ml_collections.ConfigDict:
+  """Applies the `:preset` argument of a dataset config file; `dataset_reference` holds
+  what the authors' code does for that dataset only."""
+  if preset not in PRESETS:
+    raise ValueError(f"config argument must be one of {', '.join(PRESETS)}, not {preset!r}")
+  apply(config, PRESETS[preset])
+  if preset == "reference":
+    apply(config, dataset_reference or {})
   return config

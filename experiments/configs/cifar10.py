@@ -9,8 +9,11 @@ Pool 45K, validation 5K, test 10K; 2K labels, +2K a round for 5 rounds.
 
 from experiments.configs import base
 
+# The authors' code trains CIFAR-10 with random crop (4-pixel padding) + horizontal flip.
+REFERENCE = {"train.augment": "crop_flip"}
 
-def get_config(variant: str = "paper"):
+
+def get_config(preset: str = "paper"):
   config = base.get_base_config()
   config.data.name = "cifar10"
   config.model.name = "vgg16"
@@ -21,4 +24,4 @@ def get_config(variant: str = "paper"):
   config.al.initial_labeled = 2000
   config.al.query_size = 2000
   config.al.rounds = 5
-  return base.finish(config, variant)
+  return base.finish(config, preset, REFERENCE)

@@ -10,8 +10,11 @@ The 13K labeled images re-split per class into 8K pool (800 a class), 1K validat
 
 from experiments.configs import base
 
+# The authors' code has no STL-10 path: the general reference preset only.
+REFERENCE = {}
 
-def get_config(variant: str = "paper"):
+
+def get_config(preset: str = "paper"):
   config = base.get_base_config()
   config.data.name = "stl10"
   config.model.name = "vgg16"
@@ -23,4 +26,4 @@ def get_config(variant: str = "paper"):
   config.al.initial_labeled = 500
   config.al.query_size = 500
   config.al.rounds = 5
-  return base.finish(config, variant)
+  return base.finish(config, preset, REFERENCE)

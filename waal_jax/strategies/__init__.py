@@ -7,9 +7,9 @@ from waal_jax.strategies import diversity  # noqa: F401
 from waal_jax.strategies import random_sampling  # noqa: F401
 from waal_jax.strategies import uncertainty  # noqa: F401
 from waal_jax.strategies import waal  # noqa: F401
-from waal_jax.strategies.base import (PoolScorer, QuerySettings, ScoringPool, Strategy, create,
-                                      get, names, register, scoring_pool, smallest_selectable,
+from waal_jax.strategies.base import (PoolScorer, ScoringPool, Strategy, create, get, names,
+                                      register, scoring_pool, smallest_selectable,
                                       smallest_unlabeled)
 
-__all__ = ["PoolScorer", "QuerySettings", "ScoringPool", "Strategy", "create", "get", "names",
-           "register", "scoring_pool", "smallest_selectable", "smallest_unlabeled"]
+__all__ = ["PoolScorer", "ScoringPool", "Strategy", "create", "get", "names", "register",
+           "scoring_pool", "smallest_selectable", "smallest_unlabeled"]

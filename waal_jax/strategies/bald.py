@@ -2,13 +2,16 @@
 
 BALD(x) = H[mean_t p_t(y|x)] - mean_t H[p_t(y|x)], the mutual information between the
 label and the weights, estimated from T stochastic forward passes with dropout on.
-Dropout sits only in the classifier head, so the features are computed once and only
-the head runs T times: all on the device, in the same batches as the other scorers.
+Each pass samples every dropout layer of the network: the classifier head's and, for
+LeNet-5, the extractor's channel dropout (as DeepAL's MC dropout does, the network in
+training mode). Without extractor dropout the features are computed once and only the
+head runs T times. All on the device, in the same batches as the other scorers.
 """
 
 import jax
 import jax.numpy as jnp
 
+from waal_jax import fields
 from waal_jax.strategies import base
 from waal_jax.strategies.uncertainty import entropy
 
@@ -23,6 +26,7 @@ def bald_scores(log_probs_samples):
 @base.register
 class DBAL(base.ScoreStrategy):
   name = "dbal"
+  config_fields = {"mc_samples": fields.Int(1)}
 
   def example_scores(self, variables, x, keys):
     params = variables["params"]
@@ -31,10 +35,11 @@ class DBAL(base.ScoreStrategy):
     def one_pass(t):
       # Dropout masks drawn per example from its own key: the same on any device count.
       def one_example(z_i, key_i):
-        logits = self.nets.logits(params, z_i[None], train=True,
-                                  dropout_key=jax.random.fold_in(key_i, t))
+        extractor_key, head_key = jax.random.split(jax.random.fold_in(key_i, t))
+        z_i = self.nets.sample_extractor_dropout(z_i, extractor_key)
+        logits = self.nets.logits(params, z_i[None], train=True, dropout_key=head_key)
         return jax.nn.log_softmax(logits[0])
       return jax.vmap(one_example)(z, keys)                          # (B, K)
 
-    samples = jax.vmap(one_pass)(jnp.arange(self.settings.mc_samples))   # (T, B, K)
+    samples = jax.vmap(one_pass)(jnp.arange(self.options["mc_samples"]))   # (T, B, K)
     return -bald_scores(samples)   # The largest disagreement first.

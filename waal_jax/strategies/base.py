@@ -1,14 +1,15 @@
 """The query-strategy plugin interface and the sharded pool scorer they share.
 
-A strategy is a class registered under a name (DESIGN.md section 2); the driver picks
-it with `query.strategy=NAME`. Adding one is one module that calls `register`.
-Strategies work on the pool padded to whole scoring batches (M >= N examples); the
-padding is never selectable.
+A strategy is a class registered under a name; the driver picks it with
+`query.strategy=NAME`. Adding one is one module that calls `register`, plus its fields
+in the config's `query` group: the class declares their types in `config_fields` and
+receives their checked values in `self.options`. Strategies work on the pool padded to
+whole scoring batches (M >= N examples); the padding is never selectable.
 """
 
 import dataclasses
 import functools
-from typing import Callable, Dict, Type
+from typing import Any, Callable, Dict, Mapping, Type
 
 import jax
 import jax.numpy as jnp
@@ -18,22 +19,6 @@ from waal_jax import data as data_lib
 from waal_jax import sharding
 from waal_jax.errors import UserError
 from waal_jax.models import Networks
-
-
-@dataclasses.dataclass(frozen=True)
-class QuerySettings:
-  """The query.* config fields a strategy may read."""
-  strategy: str
-  selection: float = 5.0          # WAAL: weight of the critic (diversity) term
-  mixture: float = 0.5            # WAAL: weight of the first uncertainty bound in the mixture
-  variant: str = "paper"          # 'paper' or 'reference'
-  batch_size: int = 256           # pool examples scored per call and device
-  mc_samples: int = 10            # DBAL: stochastic forward passes T
-  chunk_size: int = 1024          # Core-set / K-median: columns of a distance block
-  kmedian_iterations: int = 10    # K-median: assignment + median updates
-  deepfool_iterations: int = 50   # DeepFool: most steps per example
-  deepfool_overshoot: float = 0.02
-  deepfool_candidates: int = 3    # DeepFool: classes per step (label + nearest by logit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +58,13 @@ class Strategy:
   """Chooses `query_size` unlabeled pool examples. Subclasses implement `select`."""
   name = ""
   needs_critic = False   # True if the strategy reads the adversarially trained critic
+  config_fields: Mapping[str, Any] = {}   # query.<name> -> its fields.* type
 
-  def __init__(self, nets: Networks, spec: data_lib.DatasetSpec, settings: QuerySettings,
-               mesh):
-    self.nets, self.spec, self.settings, self.mesh = nets, spec, settings, mesh
+  def __init__(self, nets: Networks, spec: data_lib.DatasetSpec, query, mesh):
+    """`query`: settings.QuerySettings (batch_size, and this strategy's options)."""
+    self.nets, self.spec, self.mesh = nets, spec, mesh
+    self.batch_size = query.batch_size
+    self.options = query.options
 
   def select(self, key, variables: dict, pool: ScoringPool, is_labeled: np.ndarray,
              query_size: int) -> np.ndarray:
@@ -88,6 +76,8 @@ _REGISTRY: Dict[str, Type[Strategy]] = {}
 
 
 def register(cls: Type[Strategy]) -> Type[Strategy]:
+  if cls.name in _REGISTRY:
+    raise ValueError(f"strategy {cls.name!r} is registered twice")
   _REGISTRY[cls.name] = cls
   return cls
 
@@ -103,9 +93,9 @@ def get(name: str) -> Type[Strategy]:
   return _REGISTRY[name]
 
 
-def create(nets: Networks, spec: data_lib.DatasetSpec, settings: QuerySettings,
-           mesh) -> Strategy:
-  return get(settings.strategy)(nets, spec, settings, mesh)
+def create(nets: Networks, spec: data_lib.DatasetSpec, query, mesh) -> Strategy:
+  """The strategy `query.strategy` names (query: settings.QuerySettings)."""
+  return get(query.strategy)(nets, spec, query, mesh)
 
 
 class PoolScorer:
@@ -159,9 +149,9 @@ class ScoreStrategy(Strategy):
   Subclasses define `example_scores(variables, x, keys) -> (B,)`: smaller = query first.
   """
 
-  def __init__(self, nets, spec, settings, mesh):
-    super().__init__(nets, spec, settings, mesh)
-    self.scorer = PoolScorer(self.example_scores, spec, mesh, settings.batch_size)
+  def __init__(self, nets, spec, query, mesh):
+    super().__init__(nets, spec, query, mesh)
+    self.scorer = PoolScorer(self.example_scores, spec, mesh, query.batch_size)
 
   def example_scores(self, variables, x, keys):
     raise NotImplementedError

@@ -3,8 +3,10 @@ the decision boundary, measured by the norm of their DeepFool perturbation
 (Moosavi-Dezfooli et al., 2016) in the normalised input space, smallest first.
 
 Each DeepFool step linearises the network at the current point, moves to the nearest
-linearised boundary among the candidate classes, and stops once the predicted label
-changes (tested with a small overshoot) or after `deepfool_iterations` steps.
+linearised boundary among the other classes (all of them by default, as the method
+and DeepAL do; `query.deepfool_classes` can limit the search to the classes of largest
+logit at that step), and stops once the predicted label changes (tested with a small
+overshoot) or after `deepfool_iterations` steps.
 
 Examples need different numbers of steps, so the pool is processed as a work queue: a
 fixed set of slots (one scoring batch, split over the devices) steps together, and a
@@ -19,12 +21,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from waal_jax import data as data_lib
+from waal_jax import fields
 from waal_jax import objectives
 from waal_jax import sharding
 from waal_jax.strategies import base
 
 
-def deepfool_step(logits_fn, x0, r, label, candidates, fresh, *, overshoot: float):
+def _other_classes(logits, label, classes: int):
+  """(B, C) classes to try besides the label: all K-1 others when classes is 0 (or K),
+  else the classes-1 of largest logit."""
+  k = logits.shape[-1]
+  if classes == 0 or classes >= k:
+    return (label[:, None] + 1 + jnp.arange(k - 1)[None, :]) % k
+  masked = jnp.where(jax.nn.one_hot(label, k, dtype=bool), -jnp.inf, logits)
+  return jnp.argsort(-masked, axis=-1)[:, :classes - 1]
+
+
+def deepfool_step(logits_fn, x0, r, label, fresh, *, overshoot: float, classes: int):
   """One DeepFool step for a batch.
 
   Args:
@@ -32,15 +45,14 @@ def deepfool_step(logits_fn, x0, r, label, candidates, fresh, *, overshoot: floa
     x0: (B, ...) original inputs.
     r: (B, ...) perturbation found so far (ignored, i.e. 0, where `fresh`).
     label: (B,) int32 original predictions (set here where `fresh`).
-    candidates: (B, C) int32 classes to try besides the label (set here where `fresh`:
-      the C classes with the largest original logits after the label).
     fresh: (B,) bool, examples starting now.
     overshoot: the point tested is x0 + (1 + overshoot) r.
+    classes: classes searched, the label included; 0 = all.
 
   Returns:
     (fooled (B,) bool: the tested point is already classified differently,
      r_next (B, ...): r plus this step's move to the nearest linearised boundary,
-     label, candidates).
+     label).
   """
   expand = lambda m: m.reshape(-1, *([1] * (x0.ndim - 1)))
   r = jnp.where(expand(fresh), 0.0, r)
@@ -48,11 +60,10 @@ def deepfool_step(logits_fn, x0, r, label, candidates, fresh, *, overshoot: floa
   logits, vjp = jax.vjp(logits_fn, x)
   prediction = jnp.argmax(logits, axis=-1)
   label = jnp.where(fresh, prediction, label)
-  by_logit = jnp.argsort(-logits, axis=-1)[:, 1:1 + candidates.shape[1]]
-  candidates = jnp.where(fresh[:, None], by_logit, candidates)
   fooled = prediction != label
   num_classes = logits.shape[-1]
   onehot_label = jax.nn.one_hot(label, num_classes, dtype=logits.dtype)
+  candidates = _other_classes(logits, label, classes)
 
   def boundary(k):                           # (B,) one candidate class per example
     direction = jax.nn.one_hot(k, num_classes, dtype=logits.dtype) - onehot_label
@@ -68,21 +79,19 @@ def deepfool_step(logits_fn, x0, r, label, candidates, fresh, *, overshoot: floa
   batch = jnp.arange(x0.shape[0])
   w_l, f_l, norm_l = w[nearest, batch], f[nearest, batch], w_norm[nearest, batch]
   step = expand(jnp.abs(f_l) / jnp.maximum(norm_l, 1e-12) ** 2) * w_l
-  return fooled, r + step, label, candidates
+  return fooled, r + step, label
 
 
-def deepfool_distances(logits_fn, x0, *, iterations: int, overshoot: float,
-                       candidates: int):
+def deepfool_distances(logits_fn, x0, *, iterations: int, overshoot: float, classes: int = 0):
   """||r|| of DeepFool for a whole batch at once (small problems and tests)."""
   b = x0.shape[0]
   r = jnp.zeros_like(x0)
   label = jnp.zeros(b, jnp.int32)
-  classes = jnp.zeros((b, candidates - 1), jnp.int32)
   done = jnp.zeros(b, bool)
   fresh = jnp.ones(b, bool)
   for _ in range(iterations + 1):
-    fooled, r_next, label, classes = deepfool_step(logits_fn, x0, r, label, classes, fresh,
-                                                   overshoot=overshoot)
+    fooled, r_next, label = deepfool_step(logits_fn, x0, r, label, fresh, overshoot=overshoot,
+                                          classes=classes)
     fresh = jnp.zeros(b, bool)
     done = done | fooled
     r = jnp.where(done.reshape(-1, *([1] * (r.ndim - 1))), r, r_next)
@@ -92,28 +101,33 @@ def deepfool_distances(logits_fn, x0, *, iterations: int, overshoot: float,
 @base.register
 class DeepFool(base.Strategy):
   name = "deepfool"
+  config_fields = {"deepfool_iterations": fields.Int(1),
+                   "deepfool_overshoot": fields.Float(),
+                   "deepfool_classes": fields.Int(2, special=(0,))}
 
-  def __init__(self, nets, spec, settings, mesh):
-    super().__init__(nets, spec, settings, mesh)
-    self._step = jax.jit(functools.partial(self._slots_step, nets, spec, mesh, settings))
+  def __init__(self, nets, spec, query, mesh):
+    super().__init__(nets, spec, query, mesh)
+    self._step = jax.jit(functools.partial(
+        self._slots_step, nets, spec, mesh, iterations=self.options["deepfool_iterations"],
+        overshoot=self.options["deepfool_overshoot"], classes=self.options["deepfool_classes"]))
 
   @staticmethod
-  def _slots_step(nets, spec, mesh, settings, variables, images, slots, fresh, r, label,
-                  candidates, steps):
+  def _slots_step(nets, spec, mesh, variables, images, slots, fresh, r, label, steps, *,
+                  iterations: int, overshoot: float, classes: int):
     """Advances every slot by one DeepFool step; fresh slots start their example."""
     def logits_fn(x):
       z, _ = nets.embed(variables["params"], variables["batch_stats"], x)
       return nets.logits(variables["params"], z)
 
     x0 = sharding.constrain_batch(mesh, data_lib.normalize(images[slots], spec))
-    fooled, r_next, label, candidates = deepfool_step(
-        logits_fn, x0, r, label, candidates, fresh, overshoot=settings.deepfool_overshoot)
+    fooled, r_next, label = deepfool_step(logits_fn, x0, r, label, fresh, overshoot=overshoot,
+                                          classes=classes)
     r = jnp.where(fresh.reshape(-1, *([1] * (r.ndim - 1))), 0.0, r)
     steps = jnp.where(fresh, 0, steps)
-    done = fooled | (steps >= settings.deepfool_iterations)
+    done = fooled | (steps >= iterations)
     r = jnp.where(done.reshape(-1, *([1] * (r.ndim - 1))), r, r_next)
     distance = objectives.safe_norm(r.reshape(r.shape[0], -1))
-    return r, label, candidates, steps + 1, done, distance
+    return r, label, steps + 1, done, distance
 
   def select(self, key, variables, pool, is_labeled, query_size):
     del key  # Deterministic.
@@ -127,7 +141,6 @@ class DeepFool(base.Strategy):
     put = functools.partial(sharding.replicate, self.mesh)
     state = (put(np.zeros((b, *pool.images.shape[1:]), np.float32)),   # r
              put(np.zeros(b, np.int32)),                                 # label
-             put(np.zeros((b, self.settings.deepfool_candidates - 1), np.int32)),
              put(np.zeros(b, np.int32)))                                 # steps taken
     next_item = 0
     while True:

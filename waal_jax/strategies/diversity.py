@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
+from waal_jax import fields
 from waal_jax import sharding
 from waal_jax.strategies import base
 
@@ -24,15 +25,15 @@ from waal_jax.strategies import base
 class _EmbeddingStrategy(base.Strategy):
   """A strategy that works on the feature-extractor embeddings of the pool."""
 
-  def __init__(self, nets, spec, settings, mesh):
-    super().__init__(nets, spec, settings, mesh)
+  def __init__(self, nets, spec, query, mesh):
+    super().__init__(nets, spec, query, mesh)
 
     def embed(variables, x, keys):
       del keys
       z, _ = nets.embed(variables["params"], variables["batch_stats"], x)
       return z
 
-    self.embeddings = base.PoolScorer(embed, spec, mesh, settings.batch_size)   # (M, D)
+    self.embeddings = base.PoolScorer(embed, spec, mesh, query.batch_size)   # (M, D)
 
 
 # --- Core-set (greedy k-center) -----------------------------------------------------
@@ -79,11 +80,12 @@ def k_center_greedy(points, min_sq, selectable, *, k: int):
 @base.register
 class CoreSet(_EmbeddingStrategy):
   name = "coreset"
+  config_fields = {"chunk_size": fields.Int(1)}
 
   def select(self, key, variables, pool, is_labeled, query_size):
     points = self.embeddings(variables, pool)
     labeled = np.flatnonzero(np.asarray(is_labeled))
-    min_sq = min_sq_distances_to(points, labeled, self.settings.chunk_size)
+    min_sq = min_sq_distances_to(points, labeled, self.options["chunk_size"])
     picks = k_center_greedy(points, min_sq, pool.selectable(is_labeled), k=query_size)
     return sharding.to_host(picks)
 
@@ -219,9 +221,10 @@ def k_median(mesh, points, selectable, key, *, k: int, iterations: int):
 @base.register
 class KMedian(_EmbeddingStrategy):
   name = "kmedian"
+  config_fields = {"kmedian_iterations": fields.Int(1)}
 
   def select(self, key, variables, pool, is_labeled, query_size):
     points = self.embeddings(variables, pool)
     picks = k_median(self.mesh, points, pool.selectable(is_labeled), key, k=query_size,
-                     iterations=self.settings.kmedian_iterations)
+                     iterations=self.options["kmedian_iterations"])
     return sharding.to_host(picks)

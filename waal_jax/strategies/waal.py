@@ -9,33 +9,39 @@ score and moves the example ahead.
 import jax
 import jax.numpy as jnp
 
+from waal_jax import fields
 from waal_jax.strategies import base
 
 
-def uncertainty(log_probs, mixture: float, variant: str):
+def uncertainty(log_probs, mixture: float, bound: str):
   """(B, K) log-probabilities -> (B,) uncertainty bound; smaller = more uncertain.
 
-  paper: mixture * max_y -log p (Eq. 10) + (1 - mixture) * sum_y -log p (Eq. 11).
-  reference: mixture * ||log p||_2 + (1 - mixture) * ||log p||_1, as the released code.
+  mixture * first bound + (1 - mixture) * sum_y -log p (the L1 bound, Eq. 11), the
+  first bound being single_worst: max_y -log p (Eq. 10), or l2: ||log p||_2 (the
+  authors' released code).
   """
   neg = -log_probs
-  if variant == "paper":
-    return mixture * jnp.max(neg, axis=-1) + (1.0 - mixture) * jnp.sum(neg, axis=-1)
-  if variant == "reference":
-    return (mixture * jnp.sqrt(jnp.sum(neg * neg, axis=-1))
-            + (1.0 - mixture) * jnp.sum(neg, axis=-1))
-  raise ValueError(f"unknown variant {variant!r}")
+  if bound == "single_worst":
+    first = jnp.max(neg, axis=-1)
+  elif bound == "l2":
+    first = jnp.sqrt(jnp.sum(neg * neg, axis=-1))
+  else:
+    raise ValueError(f"unknown uncertainty bound {bound!r}")
+  return mixture * first + (1.0 - mixture) * jnp.sum(neg, axis=-1)
 
 
-def waal_scores(log_probs, critic, *, selection: float, mixture: float, variant: str):
+def waal_scores(log_probs, critic, *, selection: float, mixture: float, bound: str):
   """U(x) - selection * g(x) (B,): the query takes the smallest."""
-  return uncertainty(log_probs, mixture, variant) - selection * critic
+  return uncertainty(log_probs, mixture, bound) - selection * critic
 
 
 @base.register
 class WAAL(base.ScoreStrategy):
   name = "waal"
   needs_critic = True
+  config_fields = {"selection": fields.Float(),
+                   "mixture": fields.Float(0.0, 1.0),
+                   "uncertainty_bound": fields.Choice(("single_worst", "l2"))}
 
   def example_scores(self, variables, x, keys):
     del keys  # Deterministic.
@@ -43,7 +49,7 @@ class WAAL(base.ScoreStrategy):
     z, _ = self.nets.embed(params, variables["batch_stats"], x)
     log_probs = jax.nn.log_softmax(self.nets.logits(params, z))
     critic = self.nets.critic_value(params["critic"], z)
-    s = self.settings
-    return waal_scores(log_probs, critic, selection=s.selection, mixture=s.mixture,
-                       variant=s.variant)
+    o = self.options
+    return waal_scores(log_probs, critic, selection=o["selection"], mixture=o["mixture"],
+                       bound=o["uncertainty_bound"])
 

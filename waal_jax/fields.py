@@ -1,0 +1,84 @@
+"""Config field types: each checks a value and says in one line what is wrong with it.
+
+`settings` checks every field of the config with these, once; a strategy declares the
+types of its own `query.*` fields with them (`Strategy.config_fields`).
+"""
+
+import dataclasses
+import math
+from typing import Any, Tuple
+
+from waal_jax.errors import UserError
+
+
+def fail(name: str, value: Any, why: str):
+  raise UserError(f"{name}={value!r}: {why}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Int:
+  minimum: int = 0
+  special: Tuple[int, ...] = ()      # values allowed below the minimum (e.g. -1 = all)
+
+  def check(self, name: str, value):
+    if isinstance(value, bool) or not isinstance(value, int):
+      fail(name, value, "must be an integer")
+    if value < self.minimum and value not in self.special:
+      also = "".join(f" or {s}" for s in self.special)
+      fail(name, value, f"must be >= {self.minimum}{also}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Float:
+  minimum: float = 0.0
+  maximum: float = math.inf
+  open_minimum: bool = False         # the minimum itself is not allowed
+
+  def check(self, name: str, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+      fail(name, value, "must be a finite number")
+    if value < self.minimum or (self.open_minimum and value == self.minimum):
+      fail(name, value, f"must be {'>' if self.open_minimum else '>='} {self.minimum:g}")
+    if value > self.maximum:
+      fail(name, value, f"must be <= {self.maximum:g}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  options: Tuple[str, ...]
+
+  def check(self, name: str, value):
+    if value not in self.options:
+      fail(name, value, f"choose one of {', '.join(self.options)}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Bool:
+
+  def check(self, name: str, value):
+    if not isinstance(value, bool):
+      fail(name, value, "must be True or False")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Text:
+
+  def check(self, name: str, value):
+    if not isinstance(value, str):
+      fail(name, value, "must be a string")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Floats:
+  """A tuple of numbers, each checked by `each`; () is allowed (it means a default)."""
+  each: Float = Float()
+
+  def check(self, name: str, value):
+    if not isinstance(value, (tuple, list)):
+      fail(name, value, "must be a tuple of numbers, e.g. (0.5,)")
+    return tuple(self.each.check(name, v) for v in value)
