@@ -1,0 +1,56 @@
+"""The early-stopping rules and the side-by-side comparison, on hand-made numbers."""
+
+import json
+import os
+
+import pytest
+
+from experiments import compare_runs
+from experiments import stopping_study
+
+
+def test_stopping_rules_pick_their_epochs_and_score_on_the_other_half():
+  # Half A peaks at epoch 2 (0-based 1), then again higher at epoch 9 (0-based 8).
+  a = [0.50, 0.60, 0.55, 0.55, 0.55, 0.55, 0.55, 0.58, 0.70, 0.65, 0.64, 0.63]
+  b = [0.40, 0.61, 0.50, 0.50, 0.50, 0.50, 0.50, 0.50, 0.66, 0.67, 0.60, 0.62]
+  seconds = [1.0] * len(a)
+  outcomes = stopping_study.rule_outcomes(a, b, seconds)
+  # Patience 5: no better epoch than 2 during epochs 3-7, stop after epoch 7 and keep
+  # epoch 2, whose half-B accuracy is 0.61.
+  assert outcomes["patience 5"] == (0.61, 7, 7.0)
+  # Patience 10 sees epoch 9 (best 0.70 on A) and runs to the end (12 < 9 + 10).
+  assert outcomes["patience 10"] == (0.66, 12, 12.0)
+  assert outcomes["best of all epochs"] == (0.66, 12, 12.0)
+  assert outcomes["last epoch"] == (0.62, 12, 12.0)
+
+
+def test_labeled_set_at_a_budget_is_the_initial_set_plus_the_bought_batches():
+  results = {"rounds": [{"num_labeled": 2, "queried_indices": [7, 8]},
+                        {"num_labeled": 4, "queried_indices": [9]},
+                        {"num_labeled": 5, "queried_indices": []}]}
+  assert stopping_study.labeled_at(results, [1, 2], 2) == [1, 2]
+  assert stopping_study.labeled_at(results, [1, 2], 5) == [1, 2, 7, 8, 9]
+  with pytest.raises(ValueError):
+    stopping_study.labeled_at(results, [1, 2], 3)
+
+
+def _write(tree, seed, accuracies):
+  os.makedirs(os.path.join(tree, f"seed_{seed}"))
+  rounds = [{"num_labeled": n, "test_accuracy": a} for n, a in accuracies.items()]
+  with open(os.path.join(tree, f"seed_{seed}", "results.json"), "w") as f:
+    json.dump({"rounds": rounds}, f)
+
+
+def test_compare_runs_means_and_difference(tmp_path):
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  _write(a, 0, {100: 0.70, 200: 0.80})
+  _write(a, 1, {100: 0.72, 200: 0.84})
+  _write(b, 0, {100: 0.69, 200: 0.78})
+  _write(b, 1, {100: 0.71, 200: 0.78})
+  _write(b, 2, {100: 0.10, 200: 0.10})          # not in tree a: left out
+  table = compare_runs.compare(a, b).splitlines()
+  assert table[0] == "seeds 0, 1; test accuracy in %"
+  row_100 = next(line for line in table if line.startswith("| 100 |"))
+  assert "71.00 +- 1.41" in row_100 and "70.00 +- 1.41" in row_100 and "+1.00" in row_100
+  row_all = next(line for line in table if line.startswith("| all |"))
+  assert "+2.50" in row_all            # (0.765 - 0.74) in points
