@@ -81,10 +81,12 @@ def summarize(paths) -> str:
     with open(path) as f:
       rows += [json.loads(line) for line in f if line.strip()]
   table = collections.defaultdict(list)
+  overall = collections.defaultdict(list)       # rule -> [(accuracy, epochs)] of all runs
   for row in rows:
     for rule, (accuracy, epochs, seconds) in rule_outcomes(
         row["val_a"], row["val_b"], row["seconds"]).items():
       table[row["strategy"], row["budget"], rule].append((accuracy, epochs, seconds))
+      overall[rule].append((accuracy, epochs))
   lines = ["| strategy | labels | rule | held-out val. accuracy (%) | epochs | s per round |",
            "| --- | --- | --- | --- | --- | --- |"]
   for (strategy, budget, rule), values in sorted(table.items()):
@@ -93,6 +95,19 @@ def summarize(paths) -> str:
                  f"{statistics.mean(accuracy):.2f} ({', '.join(f'{a:.2f}' for a in accuracy)}) | "
                  f"{statistics.mean(v[1] for v in values):.0f} | "
                  f"{statistics.mean(v[2] for v in values):.0f} |")
+  # Over every run: each rule's mean, and its paired difference to the best rule
+  # (the runs are the same networks, so the difference has a small spread).
+  best = max(overall, key=lambda r: statistics.mean(a for a, _ in overall[r]))
+  lines += ["", f"All {len(rows)} runs (paired against the best rule, {best}):", "",
+            "| rule | held-out val. accuracy (%) | difference to the best (mean +- s.e.) | "
+            "epochs |", "| --- | --- | --- | --- |"]
+  for rule in sorted(overall):
+    accuracy = [100 * a for a, _ in overall[rule]]
+    diff = [x - 100 * b for x, (b, _) in zip(accuracy, overall[best])]
+    error = statistics.stdev(diff) / len(diff) ** 0.5 if len(diff) > 1 else 0.0
+    lines.append(f"| {rule} | {statistics.mean(accuracy):.2f} | "
+                 f"{statistics.mean(diff):+.2f} +- {error:.2f} | "
+                 f"{statistics.mean(e for _, e in overall[rule]):.1f} |")
   return "\n".join(lines)
 
 
