@@ -69,7 +69,7 @@ def _protocol(config: dict) -> str:
   al, train, data = config["al"], config["train"], config["data"]
   pool = data.get("pool_size") if (data.get("pool_size") or 0) > 0 else "full"
   return (f"pool {pool}, {al['initial_labeled']} labels +{al['query_size']} x "
-          f"{al['rounds']} rounds, at most {train['epochs']} epochs, variant "
+          f"{al['rounds']} rounds, at most {train['epochs']} epochs, preset "
           f"{train['variant']}")
 
 

@@ -493,7 +493,7 @@ def normalize(images, spec: DatasetSpec):
 def random_crop_flip(key, images, pad: int = 4):
   """Random crop after zero padding by `pad` + random horizontal flip, per example.
 
-  What the authors' code does on SVHN and CIFAR-10 (variant `reference`). Runs on the
+  What the authors' code does on SVHN and CIFAR-10 (`train.augment=crop_flip`). Runs on the
   device on the uint8 images (B, H, W, C) before `normalize`, so the border is black
   as in torchvision's RandomCrop(padding=4).
   """

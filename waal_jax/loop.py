@@ -197,7 +197,7 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
   lead = jax.process_index() == 0
   if not lead:
     log = lambda _: None
-  settings_lib.resolve(config)
+  settings_lib.resolve(config)     # A bad field is refused before the workdir is read.
   config_dict = _config_dict(config)
   owned = checkpoints.check_workdir(workdir, config_dict)
   exp = build(config, log)
