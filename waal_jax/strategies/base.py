@@ -63,7 +63,6 @@ class Strategy:
   def __init__(self, nets: Networks, spec: data_lib.DatasetSpec, query, mesh):
     """`query`: settings.QuerySettings (batch_size, and this strategy's options)."""
     self.nets, self.spec, self.mesh = nets, spec, mesh
-    self.batch_size = query.batch_size
     self.options = query.options
 
   def select(self, key, variables: dict, pool: ScoringPool, is_labeled: np.ndarray,
