@@ -105,9 +105,6 @@ class QuerySettings:
   batch_size: int                  # pool examples scored per call and device
   options: Mapping[str, Any]       # the strategy's own fields (Strategy.config_fields)
 
-  def __hash__(self):
-    return hash((self.strategy, self.batch_size, tuple(sorted(self.options.items()))))
-
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -142,11 +139,10 @@ def _read(cls, config, group: str, **resolved):
 
 def _query_settings(config) -> QuerySettings:
   strategy = strategies.get(_get(config, "query.strategy"))
-  for other in strategies.names():      # every strategy's fields, used or not
-    for name, field_type in strategies.get(other).config_fields.items():
-      field_type.check(f"query.{name}", _get(config, f"query.{name}"))
-  options = {name: field_type.check(f"query.{name}", _get(config, f"query.{name}"))
-             for name, field_type in strategy.config_fields.items()}
+  checked = {name: field_type.check(f"query.{name}", _get(config, f"query.{name}"))
+             for other in strategies.names()     # every strategy's fields, used or not
+             for name, field_type in strategies.get(other).config_fields.items()}
+  options = {name: checked[name] for name in strategy.config_fields}
   return QuerySettings(strategy.name, fields.Int(1).check("query.batch_size",
                                                           _get(config, "query.batch_size")),
                        types.MappingProxyType(options))

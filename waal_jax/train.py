@@ -129,6 +129,15 @@ def _shuffled(key, order, count):
   return order[jnp.argsort(sort_keys)]
 
 
+def walked_count(num_labeled, num_unlabeled, *, walk_labeled: bool, labeled_sampling: str):
+  """How many examples (positions) an epoch walks; works on ints and traced values."""
+  if walk_labeled:
+    return num_labeled
+  if labeled_sampling == "cycle":
+    return jnp.maximum(num_labeled, num_unlabeled)
+  return num_unlabeled
+
+
 def make_epoch_plan(key, labeled, num_labeled, unlabeled, num_unlabeled, *,
                     batch_size: int, walk_labeled: bool, labeled_sampling: str):
   """One epoch's mini-batches (the redundancy trick of section 3.3).
@@ -153,7 +162,8 @@ def make_epoch_plan(key, labeled, num_labeled, unlabeled, num_unlabeled, *,
   n = unlabeled.shape[0]                     # the pool size: max(L, U) <= L + U = N
   steps = -(-n // batch_size)
   if labeled_sampling == "cycle":
-    count = jnp.maximum(num_labeled, num_unlabeled)
+    count = walked_count(num_labeled, num_unlabeled, walk_labeled=False,
+                         labeled_sampling=labeled_sampling)
     positions = _shuffled(walk_key, jnp.arange(n), count)
     pad = steps * batch_size - n
     positions = jnp.pad(positions, (0, pad)).reshape(steps, -1)
@@ -433,9 +443,9 @@ class Trainer:
     labeled_padded[:num_labeled] = np.sort(labeled) if cycle else labeled
     unlabeled_padded = np.zeros(self.num_pool, np.int32)
     unlabeled_padded[:len(unlabeled)] = unlabeled
-    walked = num_labeled if self.settings.walks_labeled_set else self._pool_walk(
-        num_labeled, len(unlabeled))
     s = self.settings
+    walked = int(walked_count(num_labeled, len(unlabeled), walk_labeled=s.walks_labeled_set,
+                              labeled_sampling=s.labeled_sampling))
     weight, coefficient = 0.0, 0.0
     if s.adversarial == "wasserstein":
       weight, coefficient = objectives.adversarial_weights(
@@ -446,11 +456,6 @@ class Trainer:
     return RoundInputs(labeled_padded, num_labeled, unlabeled_padded, len(unlabeled),
                        math.ceil(walked / s.batch_size),
                        RoundWeights(*(np.float32(v) for v in (weight, coefficient, fraction))))
-
-  def _pool_walk(self, num_labeled: int, num_unlabeled: int) -> int:
-    if self.settings.labeled_sampling == "cycle":
-      return max(num_labeled, num_unlabeled)
-    return num_unlabeled
 
   def epoch_plan(self, key, inputs: RoundInputs) -> EpochPlan:
     return self._plan(key, inputs.labeled, np.int32(inputs.num_labeled), inputs.unlabeled,
