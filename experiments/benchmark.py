@@ -8,6 +8,9 @@ Each figure is the median of --repeats timings after one warm-up (compilation) r
   train_step_torch  the same step in tight PyTorch (experiments/torch_reference.py),
                     when torch is installed, measured in the same run, and
   train_step_ratio  JAX / PyTorch;
+  train_step_processes  the same two steps timed in one single-threaded process per core,
+                    all at once (how parallel seeds run on CPU): the time per step of
+                    the whole machine (a process's time / processes) and the ratio;
   epoch             a full epoch over the unlabeled pool (s), or its estimate from the
                     step time when a real one would exceed the budget ("estimated");
   evaluation        the validation split (images/s);
@@ -15,7 +18,11 @@ Each figure is the median of --repeats timings after one warm-up (compilation) r
                     unlabeled pool (s), all with the same network, trained first for
                     --train_epochs WAAL epochs on the initial labels;
   table1            every strategy's query time relative to WAAL's beside the paper's
-                    Table 1 (measured on SVHN); also as a table on stderr.
+                    Table 1 (measured on SVHN); also as a table on stderr;
+  seeds_per_hour    N seeds of a short run (--seed_rounds rounds of --seed_epochs
+                    epochs each, the whole pool, start-up and queries included) through
+                    experiments.main, one after another and as parallel_seeds processes
+                    (one wall-clock timing each, N from --seed_counts).
 Where the dataset is not available (CIFAR-10 here), random images of its Table 2 sizes
 stand in ("data": "synthetic"): none of these times depends on the pixel values.
 """
@@ -24,6 +31,9 @@ import csv
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 from absl import app
@@ -42,7 +52,13 @@ _TRAIN_EPOCHS = flags.DEFINE_integer("train_epochs", 2,
                                      "(0: untrained).")
 _STRATEGIES = flags.DEFINE_list("strategies", ["all"], "Strategies to time, or 'all'.")
 _SKIP = flags.DEFINE_list("skip", [], "Parts to skip: train_step, torch, epoch, evaluation, "
-                          "query.")
+                          "query, seeds, processes.")
+_PIN_CORE = flags.DEFINE_integer("pin_core", -1, "Run on this core only (how "
+                                 "train_step_processes starts its workers); -1 = any.")
+_SEED_COUNTS = flags.DEFINE_list("seed_counts", ["1", "2", "5"],
+                                 "Seeds per seeds_per_hour timing.")
+_SEED_ROUNDS = flags.DEFINE_integer("seed_rounds", 2, "Rounds of each seeds_per_hour seed.")
+_SEED_EPOCHS = flags.DEFINE_integer("seed_epochs", 2, "Epochs a round of seeds_per_hour.")
 
 PAPER_QUERY_TIME = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper",
                                 "paper_query_time.csv")
@@ -70,6 +86,8 @@ def _steps_within_budget(seconds_per_step: float, repeats: int, limit: int) -> i
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  if _PIN_CORE.value >= 0:
+    os.sched_setaffinity(0, [_PIN_CORE.value])
   from waal_jax import xla_tuning  # pylint: disable=g-import-not-at-top
   xla_tuning.tune_cpu_flags()
   import jax  # pylint: disable=g-import-not-at-top
@@ -150,7 +168,7 @@ def main(argv):
     except ImportError:
       cli.log("torch is not installed: no PyTorch comparison (pip install torch)")
     else:
-      torch.set_num_threads(os.cpu_count())
+      torch.set_num_threads(len(os.sched_getaffinity(0)))
       spec = exp.splits.spec
       torch_step = torch_reference.WAALStep(
           config.model.name, spec.image_shape, 4096, trainer.settings.batch_size,
@@ -173,6 +191,11 @@ def main(argv):
             "samples_ms": [round(1000 * s / n, 3) for s in samples]})
       emit({"what": "train_step_ratio", "jax_over_torch": step_seconds / torch_seconds})
 
+  if "processes" not in _SKIP.value and "train_step" not in _SKIP.value:
+    record = _steps_in_processes(len(os.sched_getaffinity(0)))
+    if record:
+      emit(record)
+
   if "epoch" not in _SKIP.value:
     if step_seconds is not None and step_seconds * inputs.steps > _BUDGET.value:
       emit({"what": "epoch", "steps": inputs.steps, "seconds": step_seconds * inputs.steps,
@@ -188,6 +211,13 @@ def main(argv):
                                  _REPEATS.value)
     emit({"what": "evaluation", "examples": exp.device_data.val.count, "seconds": seconds,
           "images_per_second": exp.device_data.val.count / seconds})
+
+  if "seeds" not in _SKIP.value:
+    if source == "synthetic":
+      cli.log("seeds_per_hour needs the real dataset: skipped")
+    else:
+      for record in _seeds_per_hour(len(os.sched_getaffinity(0))):
+        emit(record)
 
   if "query" in _SKIP.value:
     return
@@ -227,6 +257,64 @@ def main(argv):
       lines.append(f"| {name} | {timings[name]:.2f} | {relative[name]['ours']:.2f} | "
                    f"{'-' if p is None else f'{p:.2f}'} |")
     cli.log("Table 1 (query time relative to WAAL):\n" + "\n".join(lines))
+
+
+def _steps_in_processes(cores: int):
+  """train_step (and train_step_torch) timed in one pinned one-thread process per core."""
+  if cores < 2:
+    return None
+  from waal_jax import seed_pool  # pylint: disable=g-import-not-at-top
+  args = [sys.executable, "-m", "experiments.benchmark",
+          *[a for a in sys.argv[1:] if a.startswith(("--config", "--repeats", "--steps",
+                                                     "--budget_seconds"))],
+          "--skip=epoch,evaluation,query,seeds,processes"]
+  env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
+             f"{seed_pool.thread_flags(1)}")
+  workers = [subprocess.Popen([*args, f"--pin_core={core}"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+             for core in sorted(os.sched_getaffinity(0))]
+  rows = [[json.loads(line) for line in w.communicate()[0].splitlines()] for w in workers]
+  ms = {what: [row["ms_per_step"] for one in rows for row in one if row["what"] == what]
+        for what in ("train_step", "train_step_torch")}
+  if len(ms["train_step"]) != cores:
+    cli.log("train_step_processes: a worker failed")
+    return None
+  record = {"what": "train_step_processes", "processes": cores,
+            "ms_per_step_each": ms["train_step"],
+            "ms_per_step": statistics.mean(ms["train_step"]) / cores}
+  if len(ms["train_step_torch"]) == cores:
+    record.update(torch_ms_per_step_each=ms["train_step_torch"],
+                  torch_ms_per_step=statistics.mean(ms["train_step_torch"]) / cores,
+                  jax_over_torch=statistics.mean(ms["train_step"]) /
+                  statistics.mean(ms["train_step_torch"]))
+  return record
+
+
+def _seeds_per_hour(cores: int):
+  """Times N seeds of a short run through the driver, in turn and at once."""
+  config_args = [a for a in sys.argv[1:] if a.startswith("--config")]
+  workload = [f"--config.al.rounds={_SEED_ROUNDS.value - 1}",
+              f"--config.train.epochs={_SEED_EPOCHS.value}", "--config.train.patience=0"]
+  for count in map(int, _SEED_COUNTS.value):
+    ways = [("in_turn", 1)]
+    if count > 1 and cores > 1:
+      ways.append(("processes", min(count, cores)))
+    for way, processes in ways:
+      with tempfile.TemporaryDirectory() as workdir:
+        args = [sys.executable, "-m", "experiments.main", *config_args, *workload,
+                f"--config.seeds={count}", f"--config.parallel_seeds={processes}",
+                f"--workdir={os.path.join(workdir, 'run')}"]
+        start = time.perf_counter()
+        done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, check=False)
+        seconds = time.perf_counter() - start
+      if done.returncode != 0:
+        cli.log(f"seeds_per_hour: {count} seed(s) {way} failed: "
+                f"{done.stderr.strip().splitlines()[-1:]}")
+        continue
+      yield {"what": "seeds_per_hour", "seeds": count, "way": way, "processes": processes,
+             "rounds": _SEED_ROUNDS.value, "epochs_per_round": _SEED_EPOCHS.value,
+             "seconds": seconds, "seeds_per_hour": count * 3600 / seconds}
 
 
 if __name__ == "__main__":

@@ -112,12 +112,22 @@ def test_workdir_of_another_config_is_refused_untouched(uninterrupted):
   assert after == before and _results(workdir) == results_before
 
 
-def test_seeds_run_into_one_tree_and_resume(uninterrupted, tmp_path):
+_SEED_ARGS = ("--config.seeds=2", "--config.seed=5", "--config.al.rounds=1")
+
+
+@pytest.fixture(scope="module")
+def seeds_in_turn(uninterrupted, tmp_path_factory):
+  """Seeds 5 and 6 run one after the other into one tree."""
   _, cache, _ = uninterrupted
-  tree = str(tmp_path / "tree")
-  args = _main_args(tree, cache, "--config.seeds=2", "--config.seed=5", "--config.al.rounds=1")
+  tree = str(tmp_path_factory.mktemp("seeds") / "tree")
+  args = _main_args(tree, cache, *_SEED_ARGS)
   first = run_module("experiments.main", *args)
   assert first.returncode == 0, first.stderr
+  return tree, args
+
+
+def test_seeds_run_into_one_tree_and_resume(seeds_in_turn):
+  tree, args = seeds_in_turn
   runs = {seed: _results(os.path.join(tree, f"seed_{seed}")) for seed in (5, 6)}
   assert sorted(os.listdir(tree)) == ["seed_5", "seed_6"]
   assert [runs[seed]["config"]["seed"] for seed in (5, 6)] == [5, 6]
@@ -125,6 +135,52 @@ def test_seeds_run_into_one_tree_and_resume(uninterrupted, tmp_path):
   again = run_module("experiments.main", *args)       # finished: resumes, changes nothing
   assert again.returncode == 0, again.stderr
   assert {seed: _results(os.path.join(tree, f"seed_{seed}")) for seed in (5, 6)} == runs
+
+
+def test_parallel_seeds_equal_seeds_in_turn(seeds_in_turn, tmp_path):
+  tree, args = seeds_in_turn
+  parallel_tree = str(tmp_path / "parallel")
+  parallel_args = [a.replace(tree, parallel_tree) for a in args] + ["--config.parallel_seeds=2"]
+  done = run_module("experiments.main", *parallel_args)
+  assert done.returncode == 0, done.stderr
+  assert "seed 5 started on core(s)" in done.stderr and "seed 6: round 1/1" in done.stderr
+  for seed in (5, 6):
+    in_turn = _results(os.path.join(tree, f"seed_{seed}"))
+    at_once = _results(os.path.join(parallel_tree, f"seed_{seed}"))
+    assert _essentials(at_once) == _essentials(in_turn)
+    assert at_once["config"] == in_turn["config"]   # so either way resumes the other's
+
+
+def test_a_failing_parallel_seed_loses_no_other(seeds_in_turn, tmp_path):
+  tree, args = seeds_in_turn
+  parallel_tree = str(tmp_path / "parallel")
+  # Seed 6's workdir is its own, but its newest checkpoint cannot be read.
+  broken = os.path.join(parallel_tree, "seed_6")
+  os.makedirs(os.path.join(broken, "checkpoints", "2"))
+  with open(os.path.join(tree, "seed_6", "config.json")) as f:
+    config = f.read()
+  with open(os.path.join(broken, "config.json"), "w") as f:
+    f.write(config)
+  parallel_args = [a.replace(tree, parallel_tree) for a in args] + ["--config.parallel_seeds=2"]
+  done = run_module("experiments.main", *parallel_args)
+  assert done.returncode == 1
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: seed(s) 6 failed") and "rerun the same command" in last
+  assert _essentials(_results(os.path.join(parallel_tree, "seed_5"))) == _essentials(
+      _results(os.path.join(tree, "seed_5")))
+
+
+def test_more_parallel_seeds_than_cores_is_refused(uninterrupted, tmp_path):
+  _, cache, _ = uninterrupted
+  cores = len(os.sched_getaffinity(0))
+  refused = run_module("experiments.main", *_main_args(
+      str(tmp_path / "tree"), cache, "--config.seeds=8",
+      f"--config.parallel_seeds={cores + 1}"))
+  assert refused.returncode == 1 and "Traceback" not in refused.stderr
+  assert refused.stderr.strip().splitlines()[-1] == (
+      f"error: parallel_seeds: {cores + 1} processes but this run may use only {cores} "
+      f"core(s) (taskset / cgroup); use at most {cores}")
+  assert not os.path.exists(tmp_path / "tree")
 
 
 def test_seeds_refuse_a_single_run_workdir(uninterrupted):

@@ -7,6 +7,7 @@ because every random draw of round r comes from fold_in(root key, r).
 """
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -101,9 +102,10 @@ def run_seeds(config, workdir: str, log: Optional[Callable[[str], None]] = None)
   """Runs (or resumes) `config.seeds` repetitions with seeds seed, seed+1, ...
 
   With one seed the run goes into `workdir` itself; with several, repetition k goes
-  into workdir/seed_<seed+k>, one after another (each a complete, resumable run, so
-  rerunning with more seeds keeps the finished ones).
-  Returns each repetition's results.json content.
+  into workdir/seed_<seed+k> (each a complete, resumable run, so rerunning with more
+  seeds keeps the finished ones): one after another, or `parallel_seeds` at once as
+  pinned CPU processes (waal_jax.seed_pool), with the same results.
+  Returns each finished repetition's results.json content.
   """
   log = log or logging.info
   settings = settings_lib.resolve(config)
@@ -112,13 +114,39 @@ def run_seeds(config, workdir: str, log: Optional[Callable[[str], None]] = None)
   if os.path.exists(os.path.join(workdir, checkpoints.OWNER_FILE)):
     raise UserError(f"--workdir={workdir} holds a single run; give the {settings.seeds} "
                     "seeds a new workdir")
-  everything = []
+  repetitions = {}
   for k in range(settings.seeds):
     one = config.copy_and_resolve_references()
     one.seed = settings.seed + k
     one.seeds = 1     # Each repetition is a plain run: a later, larger `seeds` adds to the tree.
-    log(f"seed {one.seed} ({k + 1} of {settings.seeds}) in {seed_workdir(workdir, one.seed)}")
-    everything.append(run(one, seed_workdir(workdir, one.seed), log))
+    one.parallel_seeds = 1
+    repetitions[one.seed] = one
+  if settings.parallel_seeds > 1:
+    return _run_seeds_at_once(repetitions, workdir, settings.parallel_seeds, log)
+  everything = []
+  for k, (seed, one) in enumerate(repetitions.items()):
+    log(f"seed {seed} ({k + 1} of {settings.seeds}) in {seed_workdir(workdir, seed)}")
+    everything.append(run(one, seed_workdir(workdir, seed), log))
+  return everything
+
+
+def _run_seeds_at_once(repetitions: dict, workdir: str, processes: int, log) -> List[dict]:
+  from waal_jax import seed_pool  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() != "cpu":
+    raise UserError(f"parallel_seeds: runs seeds as CPU processes; on "
+                    f"{jax.default_backend()} run them in turn (parallel_seeds=1)")
+  for seed, one in repetitions.items():   # Refuse a mismatched tree before starting any.
+    checkpoints.check_workdir(seed_workdir(workdir, seed), _config_dict(one))
+  jobs = {seed: (_config_dict(one), seed_workdir(workdir, seed))
+          for seed, one in repetitions.items()}
+  failed = seed_pool.run_parallel(jobs, processes, log)
+  if failed:
+    raise UserError(f"seed(s) {', '.join(map(str, failed))} failed (see their lines above); "
+                    "the others finished; rerun the same command to resume")
+  everything = []
+  for seed in repetitions:
+    with open(os.path.join(seed_workdir(workdir, seed), RESULTS_FILE)) as f:
+      everything.append(json.load(f))
   return everything
 
 

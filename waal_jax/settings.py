@@ -110,6 +110,7 @@ class QuerySettings:
 class Settings:
   seed: int
   seeds: int
+  parallel_seeds: int
   distributed: bool
   data: DataSettings
   model: ModelSettings
@@ -170,6 +171,7 @@ def resolve(config) -> Settings:
   settings = Settings(
       seed=fields.Int(0).check("seed", _get(config, "seed")),
       seeds=fields.Int(1).check("seeds", _get(config, "seeds")),
+      parallel_seeds=fields.Int(1).check("parallel_seeds", _get(config, "parallel_seeds")),
       distributed=fields.Bool().check("distributed", _get(config, "distributed")),
       data=data, model=model, train=_train_settings(config),
       al=_read(ALSettings, config, "al"), query=_query_settings(config))

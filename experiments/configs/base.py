@@ -19,6 +19,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.seed = 0                       # Root PRNG seed: data split, initial labels, training.
   config.seeds = 1                      # Repetitions (seeds seed, seed+1, ...); with more than
   #                                       one, repetition k runs in WORKDIR/seed_<seed+k>.
+  config.parallel_seeds = 1             # Seeds run at once (CPU: one process each, pinned to
+  #                                       cores/K cores with XLA's threads to match); 1 = in turn.
   config.distributed = False            # Several hosts: call jax.distributed.initialize()
   #                                       (cluster from SLURM / MPI / TPU, or README).
 

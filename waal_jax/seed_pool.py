@@ -1,0 +1,101 @@
+"""Seeds run at once as CPU processes, each pinned to its own cores.
+
+On CPU a LeNet-5 step is too small for XLA to keep two cores busy: two threads make it
+only ~1.4x faster than one. Two single-threaded processes on their own cores do not slow
+each other, so K seeds at once finish ~1.4-1.5x sooner on two cores than one after the
+other (experiments/benchmark.py, `seeds_per_hour`).
+
+`run_parallel` starts up to K processes (multiprocessing, spawn: JAX must not be forked),
+one per seed, splitting the cores given to this process evenly among them; each runs
+`loop.run` on its own workdir (WORKDIR/seed_<seed>), exactly as `loop.run_seeds` would
+one after another, so the results are the same and a rerun resumes each seed. A seed
+that fails loses nothing of the others; the others go on and the failure is reported at
+the end.
+"""
+
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from multiprocessing import connection
+from typing import Callable, Dict, List, Sequence
+
+from waal_jax.errors import UserError
+
+# XLA:CPU's flags for one thread: Eigen's kernels and XLA's own pool.
+_ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def core_groups(cores: Sequence[int], processes: int) -> List[List[int]]:
+  """`processes` disjoint, equal groups of the given cores (the remainder unused)."""
+  cores = sorted(cores)
+  if processes > len(cores):
+    raise UserError(f"parallel_seeds: {processes} processes but this run may use only "
+                    f"{len(cores)} core(s) (taskset / cgroup); use at most {len(cores)}")
+  per = len(cores) // processes
+  return [cores[i * per:(i + 1) * per] for i in range(processes)]
+
+
+def thread_flags(num_cores: int) -> str:
+  """XLA_FLAGS that size XLA:CPU's thread pool to a process's cores."""
+  if num_cores == 1:
+    return _ONE_THREAD_FLAGS
+  return f"intra_op_parallelism_threads={num_cores}"
+
+
+def _log(message: str) -> None:
+  """A child's progress line on stderr (the lines of all seeds interleave)."""
+  print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def _run_one(config_dict: dict, workdir: str, cores: List[int]):
+  """A child process: pin, size XLA's threads, run one seed. Exit status 1 on failure."""
+  os.sched_setaffinity(0, cores)
+  # Before JAX creates its CPU client, which reads these once.
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {thread_flags(len(cores))}"
+  os.environ["JAX_PLATFORMS"] = "cpu"
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from waal_jax import loop  # pylint: disable=g-import-not-at-top
+  from waal_jax import xla_tuning  # pylint: disable=g-import-not-at-top
+  xla_tuning.tune_cpu_flags()
+  seed = config_dict["seed"]
+  prefixed = lambda message: _log(f"seed {seed}: {message}")
+  try:
+    loop.run(ml_collections.ConfigDict(config_dict), workdir, prefixed)
+  except UserError as e:
+    prefixed(f"error: {e}")
+    sys.exit(1)
+  except BaseException:  # pylint: disable=broad-except  (a bug: show it, fail this seed only)
+    prefixed("failed:\n" + traceback.format_exc())
+    sys.exit(1)
+
+
+def run_parallel(jobs: Dict[int, tuple], processes: int, log: Callable[[str], None]) -> List[int]:
+  """Runs jobs {seed: (config_dict, workdir)}, at most `processes` at once.
+
+  Returns the seeds whose process failed (empty when all finished).
+  """
+  groups = core_groups(os.sched_getaffinity(0), min(processes, len(jobs)))
+  context = multiprocessing.get_context("spawn")
+  waiting = sorted(jobs)
+  running = {}                        # sentinel -> (seed, process, group index)
+  free = list(range(len(groups)))
+  failed = []
+  while waiting or running:
+    while waiting and free:
+      seed, group = waiting.pop(0), free.pop(0)
+      config_dict, workdir = jobs[seed]
+      process = context.Process(target=_run_one, name=f"seed_{seed}",
+                                args=(config_dict, workdir, groups[group]))
+      process.start()
+      log(f"seed {seed} started on core(s) {','.join(map(str, groups[group]))} in {workdir}")
+      running[process.sentinel] = (seed, process, group)
+    for sentinel in connection.wait(list(running)):
+      seed, process, group = running.pop(sentinel)
+      process.join()
+      free.append(group)
+      if process.exitcode != 0:
+        failed.append(seed)
+        log(f"seed {seed} failed (exit status {process.exitcode})")
+  return sorted(failed)
