@@ -44,7 +44,15 @@ def uninterrupted(tmp_path_factory):
 def test_results_json_schema(uninterrupted):
   workdir, _, done = uninterrupted
   results = _results(workdir)
-  assert set(results) >= {"config", "device", "rounds"}
+  assert set(results) >= {"config", "device", "software", "rounds"}
+  import jax, flax, optax  # pylint: disable=g-import-not-at-top,multiple-imports
+  software = results["software"]
+  assert (software["jax"], software["flax"], software["optax"]) == (
+      jax.__version__, flax.__version__, optax.__version__)
+  head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                        text=True, check=False).stdout.strip()
+  assert software["commit"] == (head or None)
+  assert {r["commit"] for r in results["rounds"]} == {head or None}
   assert results["config"]["data"]["name"] == "fashion_mnist"
   assert results["config"]["al"]["query_size"] == 20
   rounds = results["rounds"]

@@ -19,6 +19,7 @@ import numpy as np
 from waal_jax import checkpoints
 from waal_jax import data as data_lib
 from waal_jax import models
+from waal_jax import provenance
 from waal_jax import settings as settings_lib
 from waal_jax import sharding
 from waal_jax import strategies
@@ -211,6 +212,7 @@ def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log)
       "epochs_trained": len(fit.epochs),
       "best_epoch": fit.best_epoch,
       "epoch_metrics": fit.epochs,
+      "commit": provenance.software()["commit"],   # a resumed run may span commits
   }
   return record, fit.variables
 
@@ -236,9 +238,11 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
                            workdir, log)
   rounds_key = jax.random.fold_in(state.root_key, 1)
   device = sharding.describe_devices()
+  software = provenance.software()
 
   def write_results():
-    results = {"config": config_dict, "device": device, "rounds": state.history}
+    results = {"config": config_dict, "device": device, "software": software,
+               "rounds": state.history}
     if lead:
       checkpoints.write_json_atomically(os.path.join(workdir, RESULTS_FILE), results)
     return results
