@@ -47,13 +47,14 @@ def _rewrite_config_flag(argv):
   return argv
 
 
-def make_flags_parser(*required: str):
-  """A flags_parser for absl.app.run that also insists on the named flags."""
+def make_flags_parser(*required: str, config: bool = True):
+  """A flags_parser for absl.app.run that also insists on the named flags (and on
+  --config, unless config=False)."""
 
   def parse(argv):
     try:
       remaining = flags.FLAGS(_rewrite_config_flag(argv))
-      for name in ("config",) + required:
+      for name in ("config",) * config + required:
         if flags.FLAGS[name].value in (None, ""):
           raise flags.Error(f"--{name} is required")
     except (flags.Error, AttributeError, KeyError) as e:

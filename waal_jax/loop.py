@@ -138,11 +138,12 @@ def _run_seeds_at_once(repetitions: dict, workdir: str, processes: int, log) -> 
                     f"{jax.default_backend()} run them in turn (parallel_seeds=1)")
   for seed, one in repetitions.items():   # Refuse a mismatched tree before starting any.
     checkpoints.check_workdir(seed_workdir(workdir, seed), _config_dict(one))
-  jobs = {seed: (_config_dict(one), seed_workdir(workdir, seed))
+  jobs = {f"seed {seed}": (_config_dict(one), seed_workdir(workdir, seed))
           for seed, one in repetitions.items()}
   failed = seed_pool.run_parallel(jobs, processes, log)
   if failed:
-    raise UserError(f"seed(s) {', '.join(map(str, failed))} failed (see their lines above); "
+    seeds = ", ".join(label.split()[-1] for label in failed)
+    raise UserError(f"seed(s) {seeds} failed (see their lines above); "
                     "the others finished; rerun the same command to resume")
   everything = []
   for seed in repetitions:

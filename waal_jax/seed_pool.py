@@ -6,11 +6,10 @@ each other, so K seeds at once finish ~1.4-1.5x sooner on two cores than one aft
 other (experiments/benchmark.py, `seeds_per_hour`).
 
 `run_parallel` starts up to K processes (multiprocessing, spawn: JAX must not be forked),
-one per seed, splitting the cores given to this process evenly among them; each runs
-`loop.run` on its own workdir (WORKDIR/seed_<seed>), exactly as `loop.run_seeds` would
-one after another, so the results are the same and a rerun resumes each seed. A seed
-that fails loses nothing of the others; the others go on and the failure is reported at
-the end.
+one per run, splitting the cores given to this process evenly among them; each runs
+`loop.run` on its own workdir (for seeds, WORKDIR/seed_<seed>), exactly as it would run
+alone, so the results are the same and a rerun resumes each. A run that fails loses
+nothing of the others; they go on and the failure is reported at the end.
 """
 
 import multiprocessing
@@ -49,8 +48,8 @@ def _log(message: str) -> None:
   print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
-def _run_one(config_dict: dict, workdir: str, cores: List[int]):
-  """A child process: pin, size XLA's threads, run one seed. Exit status 1 on failure."""
+def _run_one(label: str, config_dict: dict, workdir: str, cores: List[int]):
+  """A child process: pin, size XLA's threads, run one run. Exit status 1 on failure."""
   os.sched_setaffinity(0, cores)
   # Before JAX creates its CPU client, which reads these once.
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {thread_flags(len(cores))}"
@@ -59,8 +58,7 @@ def _run_one(config_dict: dict, workdir: str, cores: List[int]):
   from waal_jax import loop  # pylint: disable=g-import-not-at-top
   from waal_jax import xla_tuning  # pylint: disable=g-import-not-at-top
   xla_tuning.tune_cpu_flags()
-  seed = config_dict["seed"]
-  prefixed = lambda message: _log(f"seed {seed}: {message}")
+  prefixed = lambda message: _log(f"{label}: {message}")
   try:
     loop.run(ml_collections.ConfigDict(config_dict), workdir, prefixed)
   except UserError as e:
@@ -71,31 +69,30 @@ def _run_one(config_dict: dict, workdir: str, cores: List[int]):
     sys.exit(1)
 
 
-def run_parallel(jobs: Dict[int, tuple], processes: int, log: Callable[[str], None]) -> List[int]:
-  """Runs jobs {seed: (config_dict, workdir)}, at most `processes` at once.
-
-  Returns the seeds whose process failed (empty when all finished).
-  """
+def run_parallel(jobs: Dict[str, tuple], processes: int,
+                 log: Callable[[str], None]) -> List[str]:
+  """Runs jobs {label: (config_dict, workdir)}, at most `processes` at once, in the
+  order given. Returns the labels whose process failed (empty when all finished)."""
   groups = core_groups(os.sched_getaffinity(0), min(processes, len(jobs)))
   context = multiprocessing.get_context("spawn")
-  waiting = sorted(jobs)
+  waiting = list(jobs)
   running = {}                        # sentinel -> (seed, process, group index)
   free = list(range(len(groups)))
   failed = []
   while waiting or running:
     while waiting and free:
-      seed, group = waiting.pop(0), free.pop(0)
-      config_dict, workdir = jobs[seed]
-      process = context.Process(target=_run_one, name=f"seed_{seed}",
-                                args=(config_dict, workdir, groups[group]))
+      label, group = waiting.pop(0), free.pop(0)
+      config_dict, workdir = jobs[label]
+      process = context.Process(target=_run_one, name=label,
+                                args=(label, config_dict, workdir, groups[group]))
       process.start()
-      log(f"seed {seed} started on core(s) {','.join(map(str, groups[group]))} in {workdir}")
-      running[process.sentinel] = (seed, process, group)
+      log(f"{label} started on core(s) {','.join(map(str, groups[group]))} in {workdir}")
+      running[process.sentinel] = (label, process, group)
     for sentinel in connection.wait(list(running)):
-      seed, process, group = running.pop(sentinel)
+      label, process, group = running.pop(sentinel)
       process.join()
       free.append(group)
       if process.exitcode != 0:
-        failed.append(seed)
-        log(f"seed {seed} failed (exit status {process.exitcode})")
-  return sorted(failed)
+        failed.append(label)
+        log(f"{label} failed (exit status {process.exitcode})")
+  return failed

@@ -1,0 +1,43 @@
+"""The Table 4 campaign driver: arms, trees, resume, and its bad input."""
+
+import json
+import os
+
+from conftest import TINY, run_module, write_synthetic_fashion_mnist
+
+# The driver's --set takes the TINY overrides without their --config. prefix.
+_TINY_SET = [f"--set={a[len('--config.'):]}" for a in TINY]
+
+
+def _config(tree, arm, seed):
+  with open(os.path.join(tree, arm, f"seed_{seed}", "config.json")) as f:
+    return json.load(f)
+
+
+def test_campaign_runs_every_arm_resumes_and_refuses_bad_input(tmp_path):
+  cache = write_synthetic_fashion_mnist(str(tmp_path / "cache"))
+  tree = str(tmp_path / "tree")
+  args = [f"--out={tree}", "--seeds=1", "--parallel=2", "--arms=random_match_pool,waal_reference",
+          *_TINY_SET, "--set=al.rounds=1", f"--set=data.cache_dir={cache}"]
+  done = run_module("experiments.table4", *args)
+  assert done.returncode == 0, done.stderr
+  assert "all 2 runs finished" in done.stderr
+  control, reference = _config(tree, "random_match_pool", 0), _config(tree, "waal_reference", 0)
+  assert (control["query"]["strategy"], control["train"]["steps_per_epoch"]) == (
+      "random", "match_pool")
+  assert (reference["train"]["variant"], reference["train"]["mu"]) == ("reference", 0.002)
+  assert control["al"]["rounds"] == reference["al"]["rounds"] == 1 and control["seed"] == 0
+  with open(os.path.join(tree, "random_match_pool", "seed_0", "results.json")) as f:
+    results = json.load(f)
+  assert [r["num_labeled"] for r in results["rounds"]] == [40, 60]
+
+  again = run_module("experiments.table4", *args)     # finished: nothing is trained again
+  assert again.returncode == 0 and "round 0/1" not in again.stderr
+
+  for bad, message in ((["--arms=waal,magic"], "error: --arms: unknown arm(s) magic"),
+                       (["--set=train.epochs=two"], "error: --set train.epochs=two:"),
+                       (["--set=train.speed=2"], "error: --set train.speed=2: expected"),
+                       (["--set=al.rounds=2"], "holds a run of another config")):
+    refused = run_module("experiments.table4", *args, *bad)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert message in refused.stderr.strip().splitlines()[-1]
