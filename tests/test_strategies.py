@@ -131,19 +131,18 @@ def test_k_median_centers_land_in_each_of_two_separated_clusters():
   rng = np.random.default_rng(0)
   left = rng.normal(-10.0, 1.0, (300, 8))
   right = rng.normal(10.0, 1.0, (212, 8))
-  points = jnp.asarray(np.concatenate([left, right]), jnp.float32)
+  points = np.concatenate([left, right]).astype(np.float32)
   mesh = sharding.make_mesh()
-  selectable = jnp.ones(512, bool)
+  selectable = np.ones(512, bool)
   # Start both centers in the left cluster: the iterations must move one right.
-  assign, _ = diversity.l1_assign(mesh, points, points[jnp.array([0, 1])])
-  centers = points[jnp.array([0, 1])]
-  update = jax.jit(diversity.coordinate_medians)
+  centers = points[[0, 1]]
   for _ in range(10):
-    assign, _ = diversity.l1_assign(mesh, points, centers)
-    centers = update(points, assign, selectable, centers)
-  centers = np.sort(np.asarray(centers)[:, 0])
+    assign, _ = diversity.l1_assign(mesh, jnp.asarray(points), jnp.asarray(centers))
+    centers = diversity.coordinate_medians(points, np.asarray(assign), selectable, centers)
+  centers = np.sort(centers[:, 0])
   assert centers[0] < -8 and centers[1] > 8
-  picks = diversity.k_median(mesh, points, selectable, jax.random.key(0), k=2, iterations=10)
+  picks = diversity.k_median(mesh, jnp.asarray(points), jnp.asarray(selectable),
+                             jax.random.key(0), k=2, iterations=10)
   assert sorted(int(p) < 300 for p in picks) == [False, True]   # one example from each
 
 
@@ -158,13 +157,16 @@ def test_l1_assignment_and_medians_match_numpy():
   np.testing.assert_allclose(dist, l1.min(1), rtol=1e-5)
   valid = np.ones(256, bool)
   valid[-6:] = False
-  medians = diversity.coordinate_medians(jnp.asarray(points), assign, jnp.asarray(valid),
-                                         jnp.zeros((4, 5)))
+  previous = np.full((5, 5), 7.0, np.float32)     # cluster 4 has no members: kept
+  medians = diversity.coordinate_medians(points, np.asarray(assign), valid, previous)
   for c in range(4):
     members = np.sort(points[(np.asarray(assign) == c) & valid], axis=0)
-    lower_median = members[(len(members) - 1) // 2]
-    span = points[valid].max(0) - points[valid].min(0)
-    np.testing.assert_array_less(np.abs(medians[c] - lower_median), span / 64**2)
+    np.testing.assert_array_equal(medians[c], members[(len(members) - 1) // 2])
+  np.testing.assert_array_equal(medians[4], previous[4])
+  # Hand-computed: members 1, 5, 2, 9 -> lower median 2 (the 2nd of 1 2 5 9).
+  four = np.array([[1.0], [5.0], [2.0], [9.0], [100.0]], np.float32)
+  assert diversity.coordinate_medians(four, np.zeros(5, int), np.arange(5) < 4,
+                                      np.zeros((1, 1)))[0, 0] == 2.0
 
 
 def test_nearest_members_fill_empty_clusters_with_distinct_points():

@@ -6,7 +6,9 @@ kmedian: K-median clustering (L1 distances, coordinate-wise medians) of the unla
   embeddings into B clusters; the member nearest each center is chosen.
 
 Neither builds an N x N matrix: distances come in blocks of N x chunk (or, for L1,
-rows x B), on the devices. Rows are the padded pool (M); `selectable` masks it.
+rows x B), on the devices. K-median's medians are taken on the host (exact, and
+faster there than XLA:CPU's histograms or sorts). Rows are the padded pool (M);
+`selectable` masks it.
 """
 
 import functools
@@ -105,7 +107,7 @@ _L1_GROUP = 8
 
 @functools.partial(jax.jit, static_argnums=0)
 def l1_assign(mesh, points, centers):
-  """(nearest center by L1 distance, that distance) per point: (M,) int32, (M,).
+  """Per point: the nearest center by L1 distance and that distance: (M,) int32, (M,).
 
   Rows are split over the devices; each device walks its rows in blocks and the
   feature dimension _L1_GROUP columns at a time, so memory stays at rows x B (never
@@ -135,51 +137,31 @@ def l1_assign(mesh, points, centers):
     assign, dist = jax.lax.map(one_block, points_local.reshape(-1, block, d))
     return assign.reshape(-1), dist.reshape(-1)
 
-  return jax.shard_map(local, mesh=mesh, in_specs=(P(sharding.DATA_AXIS), P()),
-                       out_specs=(P(sharding.DATA_AXIS), P(sharding.DATA_AXIS)))(points, centers)
+  rows = P(sharding.DATA_AXIS)
+  return jax.shard_map(local, mesh=mesh, in_specs=(rows, P()),
+                       out_specs=(rows, rows))(points, centers)
 
 
-def coordinate_medians(points, assign, valid, previous, bins: int = 64):
-  """Per cluster and dimension, the lower median of the members' values (k, D).
+def coordinate_medians(points: np.ndarray, assign: np.ndarray, valid: np.ndarray,
+                       previous: np.ndarray) -> np.ndarray:
+  """Per cluster and dimension, the lower median of the valid members' values (k, D);
+  empty clusters keep their `previous` center.
 
-  Two histogram passes (bins x bins cells between each dimension's min and max) find
-  the median's cell, so it is exact to range / (2 bins^2); XLA:CPU sorts are ~10x
-  slower than this. Empty clusters keep their `previous` center.
+  On the host: one sort of the points by cluster, then a linear-time selection per
+  cluster (np.partition), ~6x faster here than histograms or sorts in XLA:CPU, and
+  exact.
   """
-  k, d = previous.shape
-  cluster = jnp.where(valid, assign, k)                              # k = "no cluster"
-  dims = jnp.arange(d)[None, :]
-  big = jnp.finfo(points.dtype).max
-  lo = jnp.min(jnp.where(valid[:, None], points, big), axis=0)       # (D,)
-  hi = jnp.max(jnp.where(valid[:, None], points, -big), axis=0)
-  width = jnp.where(hi > lo, (hi - lo) / bins, 1.0)
-  counts = jax.ops.segment_sum(valid.astype(jnp.int32), cluster, k + 1)[:k]     # (k,)
-  rank = jnp.maximum(counts - 1, 0) // 2                             # 0-based lower median
-
-  def histogram(bin_index, member):                                  # (M, D) each
-    cells = (cluster[:, None] * d + dims) * bins + bin_index
-    member = jnp.broadcast_to(member, bin_index.shape).astype(jnp.int32)
-    hist = jax.ops.segment_sum(member.ravel(), cells.ravel(),
-                               (k + 1) * d * bins)
-    return jnp.cumsum(hist.reshape(k + 1, d, bins)[:k], axis=-1)     # (k, D, bins)
-
-  def first_bin_beyond(cumulative, target):                          # (k, D), counts before
-    chosen = jnp.argmax(cumulative > target[..., None], axis=-1)
-    before = jnp.where(chosen > 0, jnp.take_along_axis(
-        cumulative, jnp.maximum(chosen - 1, 0)[..., None], axis=-1)[..., 0], 0)
-    return chosen, before
-
-  coarse_index = jnp.clip(jnp.floor((points - lo) / width), 0, bins - 1).astype(jnp.int32)
-  coarse, before = first_bin_beyond(histogram(coarse_index, valid[:, None]),
-                                    jnp.broadcast_to(rank[:, None], (k, d)))
-  fine_lo = lo + coarse * width                                      # (k, D)
-  fine_width = width / bins
-  in_cell = valid[:, None] & (coarse_index == coarse[jnp.minimum(cluster, k - 1)])
-  fine_index = jnp.clip(jnp.floor((points - fine_lo[jnp.minimum(cluster, k - 1)]) / fine_width),
-                        0, bins - 1).astype(jnp.int32)
-  fine, _ = first_bin_beyond(histogram(fine_index, in_cell), rank[:, None] - before)
-  medians = fine_lo + (fine + 0.5) * fine_width
-  return jnp.where((counts > 0)[:, None], medians, previous)
+  k = previous.shape[0]
+  cluster = np.where(valid, assign, k)                               # k = "no cluster"
+  order = np.argsort(cluster, kind="stable")
+  counts = np.bincount(cluster, minlength=k + 1)[:k]
+  starts = np.concatenate([[0], np.cumsum(counts)])
+  grouped = points[order]
+  medians = np.array(previous, copy=True)
+  for c in np.flatnonzero(counts):
+    rank = (counts[c] - 1) // 2                                      # 0-based lower median
+    medians[c] = np.partition(grouped[starts[c]:starts[c + 1]], rank, axis=0)[rank]
+  return medians
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
@@ -202,20 +184,24 @@ def nearest_members(assign, dist, valid, *, k: int):
 
 
 def k_median(mesh, points, selectable, key, *, k: int, iterations: int):
-  """Lloyd-style K-median on the selectable points; returns k distinct indices."""
+  """Lloyd-style K-median on the selectable points (exact L1 assignments, exact lower
+  coordinate-wise medians); returns k distinct indices."""
+  selectable_host = np.asarray(sharding.to_host(selectable))
   _, start = jax.lax.top_k(jnp.where(selectable, jax.random.uniform(key, selectable.shape),
                                      -1.0), k)
-  centers = points[start]
-  assign = None
-  update = jax.jit(coordinate_medians)
+  points_host = np.asarray(sharding.to_host(points))
+  centers = points_host[np.asarray(start)]
+  assign, dist = l1_assign(mesh, points, jnp.asarray(centers))
+  assign = np.asarray(sharding.to_host(assign))
   for _ in range(iterations):
-    new_assign, _ = l1_assign(mesh, points, centers)
-    if assign is not None and bool(jnp.all((new_assign == assign) | ~selectable)):
-      break   # Converged: the medians would not move.
+    centers = coordinate_medians(points_host, assign, selectable_host, centers)
+    new_assign, dist = l1_assign(mesh, points, jnp.asarray(centers))
+    new_assign = np.asarray(sharding.to_host(new_assign))
+    converged = np.all((new_assign == assign) | ~selectable_host)
     assign = new_assign
-    centers = update(points, assign, selectable, centers)
-  assign, dist = l1_assign(mesh, points, centers)
-  return nearest_members(assign, dist, selectable, k=k)
+    if converged:
+      break   # The medians would not move.
+  return nearest_members(jnp.asarray(assign), dist, selectable, k=k)
 
 
 @base.register
