@@ -170,3 +170,72 @@ def test_batch_norm_is_pytorchs_and_ignores_masked_rows():
   y_eval = layer.apply({"params": variables["params"], "batch_stats": stats}, x, False)
   np.testing.assert_allclose(y_eval, (x - stats["mean"]) / np.sqrt(stats["var"] + 1e-5),
                              rtol=1e-4, atol=1e-5)
+
+
+def _equations(fn, *args, name: str) -> list:
+  """Every equation of primitive `name` in fn's jaxpr, sub-jaxprs included."""
+  found = []
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == name:
+        found.append(eqn)
+      for value in eqn.params.values():
+        for sub in value if isinstance(value, (tuple, list)) else (value,):
+          if hasattr(sub, "eqns"):
+            walk(sub)
+          elif hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
+            walk(sub.jaxpr)
+
+  walk(jax.make_jaxpr(fn)(*args).jaxpr)
+  return found
+
+
+def _primitive_count(fn, *args, name: str) -> int:
+  return len(_equations(fn, *args, name=name))
+
+
+@pytest.mark.parametrize("platform,lenet_convs,vgg_convs", [
+    ("cpu", 0, 10),   # banded LeNet kernels; VGG's three 2x2-map layers as patch products
+    ("gpu", 2, 13),   # XLA's convolutions everywhere
+    ("tpu", 2, 13),
+])
+def test_auto_kernels_follow_the_platform(platform, lenet_convs, vgg_convs):
+  from conftest import make_settings  # pylint: disable=g-import-not-at-top
+  for config, image_shape, expected in (("fashion_mnist", (28, 28, 1), lenet_convs),
+                                        ("cifar10", (32, 32, 3), vgg_convs)):
+    model = make_settings(config).model
+    assert model.conv == "auto"                                   # the default
+    nets = models.build(model, 10, platform=platform)
+    variables = nets.init(jax.random.key(0), image_shape)
+    x = jnp.zeros((2, *image_shape))
+    embed = lambda v, x: nets.embed(v["params"], v["batch_stats"], x)[0]
+    assert _primitive_count(embed, variables, x, name="conv_general_dilated") == expected
+  # An explicit choice holds on any platform.
+  assert models.resolve_conv("xla", "cpu") == "xla"
+  assert models.resolve_conv("banded", "gpu") == "banded"
+
+
+def test_bfloat16_products_accumulate_in_float32_close_to_float32():
+  f32 = make_nets()
+  bf16 = make_nets(model__matmul_dtype="bfloat16")
+  variables = f32.init(jax.random.key(0), (28, 28, 1))
+  x = jax.random.normal(jax.random.key(1), (64, 28, 28, 1))
+
+  def logits(nets, params):
+    z, _ = nets.embed(params, variables["batch_stats"], x)
+    return nets.logits(params, z)
+
+  products = _equations(lambda p: logits(bf16, p), variables["params"], name="dot_general")
+  assert len(products) == 4   # two banded convs, two dense layers
+  for eqn in products:
+    assert [v.aval.dtype for v in eqn.invars] == [jnp.bfloat16, jnp.bfloat16]
+    assert eqn.params["preferred_element_type"] == jnp.float32
+  exact, mixed = logits(f32, variables["params"]), logits(bf16, variables["params"])
+  assert mixed.dtype == jnp.float32
+  # bfloat16 keeps 8 bits of mantissa: logits agree to about 1%, not to float32 precision.
+  scale = float(jnp.max(jnp.abs(exact)))
+  assert 1e-5 * scale < float(jnp.max(jnp.abs(mixed - exact))) < 3e-2 * scale
+  grads = jax.grad(lambda p: jnp.sum(logits(bf16, p) ** 2))(variables["params"])
+  assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g)))
+             for g in jax.tree.leaves(grads))

@@ -127,10 +127,11 @@ def _pool_backward(is_max, g):
 _pool_windows.defvjp(_pool_forward, _pool_backward)
 
 
-def conv_pool(x, kernel, bias, block: int):
+def conv_pool(x, kernel, bias, block: int, dtype=None):
   """max_pool_2x2(conv_valid(x, kernel) + bias) for x (B, H, W, Cin), kernel
   (kh, kw, Cin, Cout); `block` (even, dividing the output width) trades redundant
-  multiply-adds (wider blocks) against smaller matrix products (narrower)."""
+  multiply-adds (wider blocks) against smaller matrix products (narrower). With a
+  `dtype` (e.g. bfloat16) the product's operands are cast to it, its result float32."""
   b, h, w, c_in = x.shape
   kh, kw, _, c_out = kernel.shape
   h_out, w_out = h - kh + 1, w - kw + 1
@@ -140,7 +141,11 @@ def conv_pool(x, kernel, bias, block: int):
   blocks, w_in = w_out // block, block + kw - 1
   t = _toeplitz(kh, kw, c_in, c_out, block)(kernel)
   rows = _bands(kh, w_in, block, h_out, blocks)(x)              # (2, B, P*nb, kh, w_in, Cin)
-  y = rows.reshape(-1, kh * w_in * c_in) @ t                    # (2*B*P*nb, block*Cout)
+  rows = rows.reshape(-1, kh * w_in * c_in)
+  if dtype is None:
+    y = rows @ t                                                # (2*B*P*nb, block*Cout)
+  else:
+    y = jnp.matmul(rows.astype(dtype), t.astype(dtype), preferred_element_type=jnp.float32)
   pooled = _pool_windows(y.reshape(2, -1, 2, block // 2 * c_out))   # (B*P*nb, block/2*Cout)
   # The bias is the same at the four window positions, so it can follow the max.
   return pooled.reshape(b, h_out // 2, w_out // 2, c_out) + bias

@@ -11,6 +11,7 @@ variance. tests/test_torch_parity.py checks a training step against PyTorch.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Optional, Sequence, Union
 
@@ -39,9 +40,53 @@ def bias_init(scheme: str, fan_in: int):
   return nn.initializers.zeros
 
 
-def dense(features: int, fan_in: int, init: str, name: Optional[str] = None) -> nn.Dense:
+def operand_dtype(matmul_dtype: str):
+  """The dtype products cast their operands to; None = keep theirs (float32, or float64
+  in the parity tests)."""
+  return jnp.bfloat16 if matmul_dtype == "bfloat16" else None
+
+
+def _cast(x, dtype):
+  return x if dtype is None else x.astype(dtype)
+
+
+def mixed_dot(matmul_dtype: str):
+  """lax.dot_general with operands in `matmul_dtype`, accumulated and returned in float32
+  (for float32, plain lax.dot_general)."""
+  dtype = operand_dtype(matmul_dtype)
+  if dtype is None:
+    return jax.lax.dot_general
+
+  def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    del preferred_element_type  # Always float32.
+    return jax.lax.dot_general(lhs.astype(dtype), rhs.astype(dtype), dimension_numbers,
+                               precision=precision, preferred_element_type=jnp.float32)
+
+  return dot_general
+
+
+def dense(features: int, fan_in: int, init: str, name: Optional[str] = None,
+          matmul_dtype: str = "float32") -> nn.Dense:
   return nn.Dense(features, kernel_init=kernel_init(init), bias_init=bias_init(init, fan_in),
-                  name=name)
+                  name=name, dot_general=mixed_dot(matmul_dtype))
+
+
+def resolve_conv(conv: str, platform: str) -> str:
+  """model.conv for a platform: 'auto' is the banded / patch-product kernels on CPU,
+  where XLA's small convolutions are slow, and XLA's convolutions on GPU and TPU,
+  where they are not (and the banded form would waste its redundant products)."""
+  if conv != "auto":
+    return conv
+  return "banded" if platform == "cpu" else "xla"
+
+
+def conv2d(x, kernel, padding: str, matmul_dtype: str):
+  """lax.conv (NHWC, HWIO, stride 1) with operands in matmul_dtype, float32 result."""
+  dtype = operand_dtype(matmul_dtype)
+  return jax.lax.conv_general_dilated(
+      _cast(x, dtype), _cast(kernel, dtype), (1, 1), padding,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      preferred_element_type=None if dtype is None else jnp.float32)
 
 
 class ConvPool(nn.Module):
@@ -56,6 +101,7 @@ class ConvPool(nn.Module):
   conv: str = "banded"
   block: int = 4            # banded: output columns per matrix-product block
   init_scheme: str = "pytorch"   # see kernel_init
+  matmul_dtype: str = "float32"  # see mixed_dot
 
   @nn.compact
   def __call__(self, x):
@@ -64,9 +110,8 @@ class ConvPool(nn.Module):
     kernel = self.param("kernel", kernel_init(self.init_scheme), (k, k, x.shape[-1], self.features))
     bias = self.param("bias", bias_init(self.init_scheme, fan_in), (self.features,))
     if self.conv == "banded":
-      return banded.conv_pool(x, kernel, bias, self.block)
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      return banded.conv_pool(x, kernel, bias, self.block, operand_dtype(self.matmul_dtype))
+    y = conv2d(x, kernel, "VALID", self.matmul_dtype)
     return nn.max_pool(y + bias, (2, 2), strides=(2, 2))
 
 
@@ -83,13 +128,15 @@ class LeNet5(nn.Module):
   conv: str = "banded"          # see ConvPool
   init_scheme: str = "pytorch"   # see kernel_init
   dropout_rate: float = 0.5     # channel dropout (PyTorch's Dropout2d) after conv2
+  matmul_dtype: str = "float32"  # see mixed_dot
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
     del mask  # No batch statistics here.
-    x = nn.relu(ConvPool(10, conv=self.conv, block=6, init_scheme=self.init_scheme, name="conv1")(x))
-    x = ConvPool(LENET_CHANNELS, conv=self.conv, block=4, init_scheme=self.init_scheme,
-                 name="conv2")(x)                                          # (B, 4, 4, 20)
+    layer = functools.partial(ConvPool, conv=self.conv, init_scheme=self.init_scheme,
+                              matmul_dtype=self.matmul_dtype)
+    x = nn.relu(layer(10, block=6, name="conv1")(x))
+    x = layer(LENET_CHANNELS, block=4, name="conv2")(x)                  # (B, 4, 4, 20)
     x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
     return nn.relu(x).reshape(x.shape[0], -1)                                  # (B, 320)
 
@@ -126,24 +173,25 @@ class BatchNorm(nn.Module):
     return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
 
 
-def conv_same(x, kernel):
+def conv_same(x, kernel, conv: str = "banded", matmul_dtype: str = "float32"):
   """A stride-1 SAME convolution, NHWC input and HWIO kernel.
 
   On 2x2 feature maps (VGG's last block at 32x32 input) XLA:CPU runs the convolution
   and its input gradient ~80x below its normal speed (1.1 s for a batch of 128 with
-  512 channels, benchmarked against 14 ms). There it is computed as one matrix product
-  with the input's patches, which autodiff differentiates into matrix products too.
+  512 channels, benchmarked against 14 ms). With conv='banded' (the CPU choice) it is
+  computed there as one matrix product with the input's patches, which autodiff
+  differentiates into matrix products too.
   """
   kh, kw, c_in, c_out = kernel.shape
   b, h, w, _ = x.shape
-  if h * w > 4:
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  if h * w > 4 or conv != "banded":
+    return conv2d(x, kernel, "SAME", matmul_dtype)
   top, left = (kh - 1) // 2, (kw - 1) // 2
   padded = jnp.pad(x, ((0, 0), (top, kh - 1 - top), (left, kw - 1 - left), (0, 0)))
   patches = jnp.stack([padded[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)],
                       axis=3)                                        # (B, H, W, kh*kw, C)
-  out = patches.reshape(b * h * w, kh * kw * c_in) @ kernel.reshape(kh * kw * c_in, c_out)
+  out = mixed_dot(matmul_dtype)(patches.reshape(b * h * w, kh * kw * c_in),
+                                kernel.reshape(kh * kw * c_in, c_out), (((1,), (0,)), ((), ())))
   return out.reshape(b, h, w, c_out)
 
 
@@ -152,11 +200,13 @@ class Conv3x3(nn.Module):
   a bias: the authors' VGG has one, with no effect on any output or gradient)."""
   features: int
   init_scheme: str = "pytorch"   # see kernel_init
+  conv: str = "banded"           # see conv_same
+  matmul_dtype: str = "float32"  # see mixed_dot
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param("kernel", kernel_init(self.init_scheme), (3, 3, x.shape[-1], self.features))
-    return conv_same(x, kernel)
+    return conv_same(x, kernel, self.conv, self.matmul_dtype)
 
 
 # Channels per 3x3 conv layer; "M" is a 2x2 max pool. Configuration D of Simonyan &
@@ -173,6 +223,8 @@ class VGG16BN(nn.Module):
   """
   feature_dim: Optional[int] = None
   init_scheme: str = "pytorch"   # see kernel_init
+  conv: str = "banded"           # see conv_same
+  matmul_dtype: str = "float32"  # see mixed_dot
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
@@ -180,11 +232,13 @@ class VGG16BN(nn.Module):
       if layer == "M":
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
       else:
-        x = Conv3x3(layer, init_scheme=self.init_scheme)(x)
+        x = Conv3x3(layer, init_scheme=self.init_scheme, conv=self.conv,
+                    matmul_dtype=self.matmul_dtype)(x)
         x = nn.relu(BatchNorm()(x, train, mask))
     x = x.reshape(x.shape[0], -1)
     if self.feature_dim is not None and x.shape[-1] != self.feature_dim:
-      x = nn.relu(dense(self.feature_dim, x.shape[-1], self.init_scheme)(x))
+      x = nn.relu(dense(self.feature_dim, x.shape[-1], self.init_scheme,
+                        matmul_dtype=self.matmul_dtype)(x))
     return x
 
 
@@ -194,12 +248,14 @@ class MLPHead(nn.Module):
   outputs: int
   dropout_rate: float = 0.5
   init_scheme: str = "pytorch"   # see kernel_init
+  matmul_dtype: str = "float32"  # see mixed_dot
 
   @nn.compact
   def __call__(self, z, train: bool = False):
-    h = nn.relu(dense(self.hidden, z.shape[-1], self.init_scheme, name="Dense_0")(z))
+    h = nn.relu(dense(self.hidden, z.shape[-1], self.init_scheme, "Dense_0",
+                      self.matmul_dtype)(z))
     h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-    return dense(self.outputs, self.hidden, self.init_scheme, name="Dense_1")(h)
+    return dense(self.outputs, self.hidden, self.init_scheme, "Dense_1", self.matmul_dtype)(h)
 
 
 class Critic(nn.Module):
@@ -211,10 +267,12 @@ class Critic(nn.Module):
   hidden: int
   dropout_rate: float = 0.5
   init_scheme: str = "pytorch"   # see kernel_init
+  matmul_dtype: str = "float32"  # see mixed_dot
 
   @nn.compact
   def __call__(self, z, train: bool = False):
-    return MLPHead(self.hidden, 1, self.dropout_rate, self.init_scheme)(z, train)[:, 0]
+    return MLPHead(self.hidden, 1, self.dropout_rate, self.init_scheme,
+                   self.matmul_dtype)(z, train)[:, 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,13 +339,19 @@ class Networks:
                                             dropout_key=dropout_key))
 
 
-def build(model, num_classes: int) -> Networks:
-  """The networks that `model` (settings.ModelSettings: name, init, dropouts, ...) names."""
+def build(model, num_classes: int, platform: Optional[str] = None) -> Networks:
+  """The networks that `model` (settings.ModelSettings: name, init, dropouts, ...) names,
+  with the kernels `model.conv` chooses for `platform` (default: JAX's backend)."""
+  conv = resolve_conv(model.conv, platform or jax.default_backend())
+  dtype = model.matmul_dtype
   if model.name == "lenet5":
-    features = LeNet5(conv=model.conv, init_scheme=model.init, dropout_rate=model.extractor_dropout)
+    features = LeNet5(conv=conv, init_scheme=model.init, dropout_rate=model.extractor_dropout,
+                      matmul_dtype=dtype)
   elif model.name == "vgg16":
-    features = VGG16BN(feature_dim=model.feature_dim or None, init_scheme=model.init)
+    features = VGG16BN(feature_dim=model.feature_dim or None, init_scheme=model.init,
+                       conv=conv, matmul_dtype=dtype)
   else:
     raise UserError(f"model.name: unknown model {model.name!r}; choose lenet5 or vgg16")
-  return Networks(features, MLPHead(model.head_hidden, num_classes, model.dropout, model.init),
-                  Critic(model.head_hidden, model.dropout, model.init))
+  return Networks(features,
+                  MLPHead(model.head_hidden, num_classes, model.dropout, model.init, dtype),
+                  Critic(model.head_hidden, model.dropout, model.init, dtype))

@@ -45,7 +45,8 @@ class ModelSettings:
   dropout: float = _checked(fields.Float(0.0, 0.99))
   extractor_dropout: float = _checked(fields.Float(0.0, 0.99))
   init: str = _checked(fields.Choice(("pytorch", "lecun")))
-  conv: str = _checked(fields.Choice(("banded", "xla")))
+  conv: str = _checked(fields.Choice(("auto", "banded", "xla")))
+  matmul_dtype: str = _checked(fields.Choice(("float32", "bfloat16")))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,8 +46,13 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.init = "pytorch"         # Initial weights: pytorch (PyTorch's defaults, as the
   #                                       published numbers had: uniform +-1/sqrt(fan_in)) or
   #                                       lecun (LeCun normal, zero biases; 3x the variance).
-  config.model.conv = "banded"          # lenet5 kernels: banded (matrix products, fast on
-  #                                       CPU) or xla (lax.conv); same result and parameters.
+  config.model.conv = "auto"            # Convolution kernels: auto (cpu: banded; gpu/tpu: xla),
+  #                                       banded (lenet5 as matrix products, vgg16's 2x2 maps
+  #                                       as patch products: fast on XLA:CPU) or xla
+  #                                       (lax.conv everywhere); same result and parameters.
+  config.model.matmul_dtype = "float32"  # Operands of the matrix products and convolutions:
+  #                                       float32, or bfloat16 (float32 accumulation and
+  #                                       everything else in float32; for GPU/TPU).
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 80              # Most epochs per round (Table 3 / section 4).
