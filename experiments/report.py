@@ -11,7 +11,11 @@ ablation and "+match_pool" for baselines trained with WAAL's number of steps. Wr
                       "ours mean ± std (paper mean ± std)" in %, with the difference
                       marked where it exceeds the combined std (sqrt(s_ours^2 +
                       s_paper^2)); the area under the budget curve (mean accuracy over
-                      the rounds); each arm's protocol; and Table 1 from --benchmark
+                      the rounds); each arm's protocol; per budget a paired t-test of
+                      WAAL against each arm over their common seeds; the pairwise
+                      penalty matrix (budgets where one arm is significantly better);
+                      the labels each arm needs to reach Random's final accuracy; the
+                      seconds each arm spent; and Table 1 from --benchmark
   OUT/<dataset>.png   test accuracy vs labels, one line per arm with a ±std band, the
                       paper's curves dashed in the same colour
   OUT/provenance.md   per run and round: accuracy, seconds per phase, and the class
@@ -57,11 +61,20 @@ class Run:
 
 
 def arm_name(config: dict) -> str:
+  """The strategy, plus what sets the run apart from the paper's arm of that strategy:
+  +h_div (the H-divergence ablation), +wasserstein (a baseline's queries with WAAL's
+  adversarial training), +match_pool (a baseline with WAAL's steps per epoch),
+  +reference (the authors' released code's settings)."""
   name = config["query"]["strategy"]
-  if config["train"].get("adversarial") == "h_divergence":
+  adversarial = config["train"].get("adversarial")
+  if adversarial == "h_divergence":
     name += "+h_div"
+  elif adversarial == "wasserstein" and name != "waal":
+    name += "+wasserstein"
   if config["train"].get("steps_per_epoch") == "match_pool":
     name += "+match_pool"
+  if config["train"].get("variant", "paper") != "paper":
+    name += "+" + config["train"]["variant"]
   return name
 
 
@@ -105,10 +118,11 @@ def load_paper(path: str = PAPER_ACCURACY) -> Dict[Tuple[str, str, str, int], Tu
 
 
 def paper_cell(paper, dataset: str, arm: str, labels: int) -> Optional[Tuple[float, float]]:
-  """The paper's number for an arm, where the paper has one (not for +match_pool)."""
-  if "+match_pool" in arm:
-    return None
+  """The paper's number for an arm, where the paper has one (only the paper preset's
+  strategies and the H-divergence ablation)."""
   method, _, ablation = arm.partition("+")
+  if ablation not in ("", "h_div"):
+    return None
   setting = "h_divergence_ablation" if ablation == "h_div" else "standard"
   return paper.get((PAPER_DATASETS.get(dataset, dataset), setting, method, labels))
 
@@ -263,10 +277,127 @@ def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
   plt.close(fig)
 
 
+# --- Statistics across seeds ---------------------------------------------------------
+
+SIGNIFICANCE = 0.05   # two-sided level of the paired tests
+
+
+def seed_accuracies(runs: List[Run]) -> Dict[str, Dict[str, Dict[int, Dict[int, float]]]]:
+  """dataset -> arm -> labels -> {seed: test accuracy in %}."""
+  out = collections.defaultdict(lambda: collections.defaultdict(lambda: collections.defaultdict(dict)))
+  for run in runs:
+    for r in run.rounds:
+      out[run.dataset][run.arm][r["num_labeled"]][run.seed] = 100.0 * r["test_accuracy"]
+  return out
+
+
+def paired_t(differences) -> Optional[Tuple[float, float, float]]:
+  """Paired t-test of per-seed differences: (mean, t, two-sided p), None below 2 seeds.
+
+  All differences equal: t is infinite (p 0) unless they are all 0 (t 0, p 1).
+  """
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  d = np.asarray(differences, float)
+  if len(d) < 2:
+    return None
+  mean, sd = float(d.mean()), float(d.std(ddof=1))
+  if sd == 0.0:
+    return (mean, 0.0, 1.0) if mean == 0.0 else (mean, math.copysign(math.inf, mean), 0.0)
+  t = mean / (sd / math.sqrt(len(d)))
+  return mean, t, float(2.0 * stats.t.sf(abs(t), len(d) - 1))
+
+
+def compare_paired(a: Dict[int, float], b: Dict[int, float]):
+  """paired_t of a - b over the seeds both have, and that number of seeds."""
+  seeds = sorted(set(a) & set(b))
+  return paired_t([a[s] - b[s] for s in seeds]), len(seeds)
+
+
+def penalty_matrix(arms: Dict[str, Dict[int, Dict[int, float]]],
+                   alpha: float = SIGNIFICANCE) -> Dict[str, Dict[str, int]]:
+  """wins[i][j]: the budgets at which arm i is significantly better than arm j (paired
+  t-test over their common seeds, p < alpha, mean difference > 0)."""
+  wins = {i: {j: 0 for j in arms if j != i} for i in arms}
+  for i in arms:
+    for j in arms:
+      if i == j:
+        continue
+      for labels in sorted(set(arms[i]) & set(arms[j])):
+        test, _ = compare_paired(arms[i][labels], arms[j][labels])
+        if test is not None and test[2] < alpha and test[0] > 0:
+          wins[i][j] += 1
+  return wins
+
+
+def labels_to_reach(summary: Dict[str, ArmSummary], target_arm: str = "random"):
+  """(target accuracy: the target arm's mean at its largest budget,
+      arm -> the smallest budget whose mean accuracy reaches it, or None)."""
+  if target_arm not in summary:
+    return None, {}
+  target = summary[target_arm].accuracy[max(summary[target_arm].accuracy)][0]
+  reached = {}
+  for arm, s in summary.items():
+    budgets = [n for n in sorted(s.accuracy) if s.accuracy[n][0] >= target]
+    reached[arm] = budgets[0] if budgets else None
+  return target, reached
+
+
+def time_spent(runs: List[Run]) -> Dict[str, Dict[str, Dict[str, float]]]:
+  """dataset -> arm -> {train, eval, query: mean seconds per seed (all rounds),
+  hours: the arm's total over its seeds}."""
+  grouped = collections.defaultdict(list)
+  for run in runs:
+    grouped[(run.dataset, run.arm)].append(
+        {part: sum(r.get(f"{part}_seconds") or 0.0 for r in run.rounds)
+         for part in ("train", "eval", "query")})
+  out = collections.defaultdict(dict)
+  for (dataset, arm), seeds in grouped.items():
+    parts = {part: float(np.mean([s[part] for s in seeds])) for part in ("train", "eval", "query")}
+    parts["hours"] = sum(sum(s.values()) for s in seeds) / 3600.0
+    out[dataset][arm] = parts
+  return dict(out)
+
+
+def _ordered(names):
+  return sorted(names, key=lambda a: (a != "waal", a))
+
+
+def paired_table(arms: Dict[str, Dict[int, Dict[int, float]]], reference: str = "waal"):
+  """Per budget, `reference` minus each other arm: mean difference (points) and p."""
+  others = [a for a in _ordered(arms) if a != reference]
+  lines = [f"| labels | " + " | ".join(f"{reference} - {a}" for a in others) + " |",
+           "| --- |" + " --- |" * len(others)]
+  for labels in sorted(arms[reference]):
+    cells = []
+    for a in others:
+      test, n = compare_paired(arms[reference][labels], arms[a].get(labels, {}))
+      if test is None:
+        cells.append("-")
+        continue
+      text = f"{test[0]:+.2f} (p={test[2]:.3f}, n={n})"
+      cells.append(f"**{text}**" if test[2] < SIGNIFICANCE else text)
+    lines.append(f"| {labels:,} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def penalty_table(wins: Dict[str, Dict[str, int]]) -> List[str]:
+  names = _ordered(wins)
+  lines = ["| row better than column | " + " | ".join(names) + " | total |",
+           "| --- |" + " --- |" * (len(names) + 1)]
+  for i in names:
+    cells = ["-" if i == j else str(wins[i][j]) for j in names]
+    lines.append(f"| {i} | " + " | ".join(cells) + f" | {sum(wins[i].values())} |")
+  lost = [sum(wins[i].get(j, 0) for i in names) for j in names]
+  lines.append("| lost | " + " | ".join(map(str, lost)) + " | |")
+  return lines
+
+
 def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None) -> dict:
   """Reads the runs and writes the report into `out`; returns summary.json's content."""
   runs = find_runs(workdirs)
   summary = summarise(runs)
+  seeds = seed_accuracies(runs)
+  timing = time_spent(runs)
   paper = load_paper()
   os.makedirs(out, exist_ok=True)
   lines = ["# waal_jax results beside the paper's", "",
@@ -280,6 +411,27 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None)
     lines += ["Area under the budget curve:", ""] + aubc_table(dataset, arms, paper) + [""]
     plot(dataset, arms, paper, os.path.join(out, f"{dataset}.png"))
     lines += [f"![{dataset}]({dataset}.png)", ""]
+    per_seed = seeds[dataset]
+    if "waal" in per_seed and len(per_seed) > 1:
+      lines += ["WAAL against each arm: mean of the per-seed differences in points, paired "
+                f"t-test over the seeds both have (arms share each seed's split and initial "
+                f"labels); **bold**: p < {SIGNIFICANCE}.", ""] + paired_table(per_seed) + [""]
+    if len(per_seed) > 1:
+      lines += ["Penalty matrix: the budgets at which the row's arm is significantly better "
+                f"than the column's (paired t-test, p < {SIGNIFICANCE}).", ""]
+      lines += penalty_table(penalty_matrix(per_seed)) + [""]
+    target, reached = labels_to_reach(arms)
+    if target is not None:
+      lines += [f"Labels needed to reach Random's final accuracy ({target:.2f}%, mean over "
+                "seeds): the smallest budget whose mean accuracy reaches it.", "",
+                "| arm | labels |", "| --- | --- |"]
+      lines += [f"| {a} | {'not reached' if reached[a] is None else f'{reached[a]:,}'} |"
+                for a in _ordered(reached)] + [""]
+    lines += ["Seconds per seed (all rounds; training includes the per-epoch validation) and "
+              "the arm's total hours over its seeds:", "",
+              "| arm | train s | eval s | query s | total hours |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {a} | {t['train']:.0f} | {t['eval']:.0f} | {t['query']:.0f} | {t['hours']:.2f} |"
+              for a, t in ((a, timing[dataset][a]) for a in _ordered(timing[dataset]))] + [""]
   if benchmark:
     lines += ["## Query time (Table 1)", ""] + query_time_table(benchmark) + [""]
   lines += ["Per round: [provenance.md](provenance.md).", ""]
@@ -289,7 +441,7 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None)
     f.write("\n".join(provenance(runs)))
   content = {dataset: {arm: {"seeds": s.seeds, "protocol": s.protocol,
                              "accuracy": {str(n): list(v) for n, v in s.accuracy.items()},
-                             "aubc": list(s.aubc)}
+                             "aubc": list(s.aubc), "seconds": timing[dataset][arm]}
                        for arm, s in arms.items()}
              for dataset, arms in summary.items()}
   with open(os.path.join(out, "summary.json"), "w") as f:

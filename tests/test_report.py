@@ -92,3 +92,62 @@ def test_mixed_protocols_and_bad_folders_are_one_line(workdirs, tmp_path):
                     f"--out={tmp_path / 'r'}")
   assert done.returncode == 1
   assert done.stderr.strip().splitlines()[-1] == f"error: --workdirs: {tmp_path / 'nothing'} is not a folder"
+
+
+def test_paired_t_by_hand():
+  # Differences 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.4641 with 2 degrees of
+  # freedom, whose two-sided p has the closed form 1 - t / sqrt(2 + t^2) = 0.074180.
+  mean, t, p = report.paired_t([1.0, 2.0, 3.0])
+  assert (mean, t) == (pytest.approx(2.0), pytest.approx(3.464102, abs=1e-6))
+  assert p == pytest.approx(1 - 3.464102 / (2 + 3.464102**2) ** 0.5, abs=1e-6)
+  assert report.paired_t([0.5]) is None                      # one seed: no test
+  assert report.paired_t([2.0, 2.0, 2.0])[2] == 0.0          # no spread, a real difference
+  assert report.paired_t([0.0, 0.0])[2] == 1.0
+  # Only common seeds are paired: seed 2 of `a` has no partner.
+  test, n = report.compare_paired({0: 80.0, 1: 82.0, 2: 99.0}, {0: 79.0, 1: 79.0})
+  assert n == 2 and test[0] == pytest.approx(2.0)
+
+
+def _three_arms(tmp_path):
+  # WAAL beats Random by 10.0 +- ~0.1 points at every budget on 3 seeds (significant);
+  # Margin is Random + (1, -1, 0.5): not significantly different from Random.
+  for seed, noise in enumerate((0.0, 0.001, -0.001)):
+    _fabricate(tmp_path / "waal" / f"seed_{seed}", "waal", seed,
+               [0.80 + noise, 0.85 + noise, 0.90 + noise])
+    _fabricate(tmp_path / "random" / f"seed_{seed}", "random", seed, [0.70, 0.75, 0.80])
+    bump = (0.01, -0.01, 0.005)[seed]
+    _fabricate(tmp_path / "margin" / f"seed_{seed}", "margin", seed,
+               [0.70 + bump, 0.75 + bump, 0.80 + bump])
+  return [str(tmp_path / name) for name in ("waal", "random", "margin")]
+
+
+def test_penalty_matrix_labels_to_reach_and_time_by_hand(tmp_path):
+  runs = report.find_runs(_three_arms(tmp_path))
+  per_seed = report.seed_accuracies(runs)["fashion_mnist"]
+  wins = report.penalty_matrix(per_seed)
+  assert wins["waal"] == {"random": 3, "margin": 3}       # every one of the 3 budgets
+  assert wins["random"] == {"waal": 0, "margin": 0}
+  assert wins["margin"] == {"waal": 0, "random": 0}       # mean +0.17, p = 0.81
+  summary = report.summarise(runs)["fashion_mnist"]
+  # Random ends at 80.00%; WAAL's mean is 80.00 at 1,000 labels already, Margin's
+  # (81.0 + 79.0 + 80.5) / 3 = 80.17 at 2,000.
+  target, reached = report.labels_to_reach(summary)
+  assert target == pytest.approx(80.0)
+  assert reached == {"waal": 1000, "random": 2000, "margin": 2000}
+  # Each fabricated round: 1.0 s training, 0.5 s query, no eval time; 3 rounds, 3 seeds.
+  timing = report.time_spent(runs)["fashion_mnist"]["waal"]
+  assert (timing["train"], timing["query"], timing["eval"]) == (3.0, 1.5, 0.0)
+  assert timing["hours"] == pytest.approx(3 * 4.5 / 3600)
+
+
+def test_control_arms_have_names_of_their_own():
+  base = {"query": {"strategy": "random"}, "train": {"adversarial": "auto", "variant": "paper"}}
+  assert report.arm_name(base) == "random"
+  control = {**base, "train": {"adversarial": "wasserstein", "variant": "paper"}}
+  assert report.arm_name(control) == "random+wasserstein"
+  reference = {"query": {"strategy": "waal"},
+               "train": {"adversarial": "wasserstein", "variant": "reference"}}
+  assert report.arm_name(reference) == "waal+reference"
+  paper = report.load_paper()
+  assert report.paper_cell(paper, "fashion_mnist", "random+wasserstein", 1000) is None
+  assert report.paper_cell(paper, "fashion_mnist", "random", 1000) == (58.03, 2.81)
