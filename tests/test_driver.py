@@ -159,6 +159,32 @@ def test_parallel_seeds_equal_seeds_in_turn(seeds_in_turn, tmp_path):
     assert at_once["config"] == in_turn["config"]   # so either way resumes the other's
 
 
+def test_vmapped_seeds_equal_seeds_in_turn(seeds_in_turn, tmp_path):
+  """The GPU/TPU way (here forced on CPU): one program, the seed axis vmapped."""
+  tree, args = seeds_in_turn
+  vmapped_tree = str(tmp_path / "vmapped")
+  vmapped_args = [a.replace(tree, vmapped_tree) for a in args] + [
+      "--config.parallel_seeds=2", "--config.parallel_seeds_mode=vmap"]
+  done = run_module("experiments.main", *vmapped_args)
+  assert done.returncode == 0, done.stderr
+  assert "seeds 5, 6 vmapped in one program" in done.stderr
+  for seed in (5, 6):
+    in_turn = _results(os.path.join(tree, f"seed_{seed}"))
+    vmapped = _results(os.path.join(vmapped_tree, f"seed_{seed}"))
+    assert vmapped["config"] == in_turn["config"]
+    for a, b in zip(vmapped["rounds"], in_turn["rounds"], strict=True):
+      assert a["queried_indices"] == b["queried_indices"]
+      assert (a["best_epoch"], a["epochs_trained"]) == (b["best_epoch"], b["epochs_trained"])
+      # Batched products may round differently: equal up to float tolerance.
+      assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=2e-3)
+      assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=2e-3)
+      for x, y in zip(a["epoch_metrics"], b["epoch_metrics"], strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-3)
+  # Rerun: every seed is finished, nothing trains again.
+  again = run_module("experiments.main", *vmapped_args)
+  assert again.returncode == 0 and "training on" not in again.stderr
+
+
 def test_a_failing_parallel_seed_loses_no_other(seeds_in_turn, tmp_path):
   tree, args = seeds_in_turn
   parallel_tree = str(tmp_path / "parallel")

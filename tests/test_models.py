@@ -239,3 +239,19 @@ def test_bfloat16_products_accumulate_in_float32_close_to_float32():
   grads = jax.grad(lambda p: jnp.sum(logits(bf16, p) ** 2))(variables["params"])
   assert all(g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g)))
              for g in jax.tree.leaves(grads))
+
+
+def test_max_pool_sends_the_gradient_to_the_first_maximum():
+  # One 2x2 window with a tie between positions 0 and 3 (row-major): PyTorch and
+  # reduce_window give the whole gradient to position 0.
+  x = jnp.array([[5.0, 1.0], [2.0, 5.0]]).reshape(1, 2, 2, 1)
+  assert float(models.max_pool_2x2(x)[0, 0, 0, 0]) == 5.0
+  grad = jax.grad(lambda x: 3.0 * models.max_pool_2x2(x).sum())(x)
+  np.testing.assert_array_equal(grad.reshape(2, 2), [[3.0, 0.0], [0.0, 0.0]])
+  # Without ties, values and gradients equal flax's max_pool on a larger map.
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  y = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
+  np.testing.assert_array_equal(models.max_pool_2x2(y), nn.max_pool(y, (2, 2), strides=(2, 2)))
+  ours = jax.grad(lambda y: jnp.sum(models.max_pool_2x2(y) ** 2))(y)
+  flax_grad = jax.grad(lambda y: jnp.sum(nn.max_pool(y, (2, 2), strides=(2, 2)) ** 2))(y)
+  np.testing.assert_array_equal(ours, flax_grad)

@@ -104,8 +104,9 @@ def run_seeds(config, workdir: str, log: Optional[Callable[[str], None]] = None)
 
   With one seed the run goes into `workdir` itself; with several, repetition k goes
   into workdir/seed_<seed+k> (each a complete, resumable run, so rerunning with more
-  seeds keeps the finished ones): one after another, or `parallel_seeds` at once as
-  pinned CPU processes (waal_jax.seed_pool), with the same results.
+  seeds keeps the finished ones): one after another, or `parallel_seeds` at once, as
+  `parallel_seeds_mode` says: pinned CPU processes (waal_jax.seed_pool) or one program
+  with the seed axis vmapped (run_vmapped); the results are the same either way.
   Returns each finished repetition's results.json content.
   """
   log = log or logging.info
@@ -120,10 +121,24 @@ def run_seeds(config, workdir: str, log: Optional[Callable[[str], None]] = None)
     one = config.copy_and_resolve_references()
     one.seed = settings.seed + k
     one.seeds = 1     # Each repetition is a plain run: a later, larger `seeds` adds to the tree.
-    one.parallel_seeds = 1
+    one.parallel_seeds, one.parallel_seeds_mode = 1, "auto"   # (trees of either way agree)
     repetitions[one.seed] = one
   if settings.parallel_seeds > 1:
-    return _run_seeds_at_once(repetitions, workdir, settings.parallel_seeds, log)
+    for seed, one in repetitions.items():   # Refuse a mismatched tree before starting any.
+      checkpoints.check_workdir(seed_workdir(workdir, seed), _config_dict(one))
+    mode = settings.parallel_seeds_mode
+    if mode == "auto":
+      mode = "processes" if jax.default_backend() == "cpu" else "vmap"
+    if mode == "processes":
+      return _run_seeds_at_once(repetitions, workdir, settings.parallel_seeds, log)
+    seeds = list(repetitions)
+    everything = []
+    for start in range(0, len(seeds), settings.parallel_seeds):
+      group = seeds[start:start + settings.parallel_seeds]
+      log(f"seeds {', '.join(map(str, group))} vmapped in one program")
+      everything += run_vmapped([repetitions[s] for s in group],
+                                [seed_workdir(workdir, s) for s in group], log)
+    return everything
   everything = []
   for k, (seed, one) in enumerate(repetitions.items()):
     log(f"seed {seed} ({k + 1} of {settings.seeds}) in {seed_workdir(workdir, seed)}")
@@ -133,11 +148,6 @@ def run_seeds(config, workdir: str, log: Optional[Callable[[str], None]] = None)
 
 def _run_seeds_at_once(repetitions: dict, workdir: str, processes: int, log) -> List[dict]:
   from waal_jax import seed_pool  # pylint: disable=g-import-not-at-top
-  if jax.default_backend() != "cpu":
-    raise UserError(f"parallel_seeds: runs seeds as CPU processes; on "
-                    f"{jax.default_backend()} run them in turn (parallel_seeds=1)")
-  for seed, one in repetitions.items():   # Refuse a mismatched tree before starting any.
-    checkpoints.check_workdir(seed_workdir(workdir, seed), _config_dict(one))
   jobs = {f"seed {seed}": (_config_dict(one), seed_workdir(workdir, seed))
           for seed, one in repetitions.items()}
   failed = seed_pool.run_parallel(jobs, processes, log)
@@ -186,10 +196,21 @@ def _query(exp: Experiment, key, variables, labeled: np.ndarray) -> np.ndarray:
 def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log) -> tuple:
   """Trains, tests and (but in the last round) queries; returns (record, network)."""
   train_key, query_key = jax.random.split(key)
+  _log_round_start(exp, round_index, labeled, log)
+  fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log)
+  return _finish_round(exp, round_index, query_key, labeled, fit)
+
+
+def _log_round_start(exp: Experiment, round_index: int, labeled: np.ndarray, log) -> None:
   pool_count = len(exp.splits.pool_labels)
   log(f"round {round_index}/{exp.al.rounds}: training on {len(labeled)} labels "
       f"({pool_count - len(labeled)} unlabeled)")
-  fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log)
+
+
+def _finish_round(exp: Experiment, round_index: int, query_key, labeled: np.ndarray,
+                  fit: train_lib.FitResult) -> tuple:
+  """Tests the round's network and (but in the last round) queries with it; returns
+  (record, network)."""
   eval_start = time.time()
   test_accuracy = exp.trainer.accuracy(fit.variables, exp.device_data.test)
   eval_seconds = time.time() - eval_start
@@ -218,53 +239,106 @@ def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log)
   return record, fit.variables
 
 
+class _OpenRun:
+  """One run's workdir, experiment and progress: claimed, resumed, and advanced round
+  by round (each finished round is checkpointed and written to results.json)."""
+
+  def __init__(self, config, workdir: str, log, splits: Optional[data_lib.Splits] = None):
+    # With several processes (hosts), all compute; the first one writes and reports.
+    self.lead = jax.process_index() == 0
+    self.log = log if self.lead else (lambda _: None)
+    settings_lib.resolve(config)     # A bad field is refused before the workdir is read.
+    self.workdir, self.config_dict = workdir, _config_dict(config)
+    owned = checkpoints.check_workdir(workdir, self.config_dict)
+    self.exp = build(config, self.log, splits)
+    if not owned and self.lead:  # Only a config that has passed every check claims it.
+      checkpoints.claim_workdir(workdir, self.config_dict)
+    self.store = checkpoints.LoopCheckpoints(workdir)
+    self.state = _start_or_resume(self.store, self.exp.settings.seed,
+                                  len(self.exp.splits.pool_labels), self.exp.al, workdir,
+                                  self.log)
+    self.rounds_key = jax.random.fold_in(self.state.root_key, 1)
+    self.device, self.software = sharding.describe_devices(), provenance.software()
+    self.session_seconds = []
+    self.results = self.write_results()
+
+  @property
+  def rounds_left(self) -> range:
+    return range(self.state.first_round + len(self.session_seconds), self.exp.al.rounds + 1)
+
+  def round_key(self, round_index: int):
+    return jax.random.fold_in(self.rounds_key, round_index)
+
+  def write_results(self) -> dict:
+    results = {"config": self.config_dict, "device": self.device, "software": self.software,
+               "rounds": self.state.history}
+    if self.lead:
+      checkpoints.write_json_atomically(os.path.join(self.workdir, RESULTS_FILE), results)
+    return results
+
+  def finish_round(self, round_index: int, record: dict, variables, seconds: float) -> None:
+    state = self.state
+    state.history.append(record)
+    state.labeled = np.concatenate([state.labeled, np.asarray(record["queried_indices"],
+                                                              np.int64)])
+    self.store.save(round_index + 1, state.labeled, state.root_key, state.history, variables)
+    self.results = self.write_results()
+    self.session_seconds.append(seconds)
+    left = self.exp.al.rounds - round_index
+    eta = (f", about {_format_duration(np.mean(self.session_seconds) * left)} left"
+           if left else "")
+    self.log(f"round {round_index}/{self.exp.al.rounds}: test accuracy "
+             f"{record['test_accuracy']:.4f} with {record['num_labeled']} labels (validation "
+             f"{record['val_accuracy']:.4f}, epoch {record['best_epoch']}); train "
+             f"{record['train_seconds']:.1f}s, query {record['query_seconds']:.2f}s{eta}")
+
+  def close(self) -> None:
+    self.store.close()
+
+
 def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> dict:
   """Runs (or resumes) the experiment described by `config` in `workdir`.
 
   Returns the content of results.json. Bad input raises errors.UserError.
   """
-  log = log or logging.info
-  # With several processes (hosts), all compute; the first one writes and reports.
-  lead = jax.process_index() == 0
-  if not lead:
-    log = lambda _: None
-  settings_lib.resolve(config)     # A bad field is refused before the workdir is read.
-  config_dict = _config_dict(config)
-  owned = checkpoints.check_workdir(workdir, config_dict)
-  exp = build(config, log)
-  if not owned and lead:  # Only a config that has passed every check claims the workdir.
-    checkpoints.claim_workdir(workdir, config_dict)
-  store = checkpoints.LoopCheckpoints(workdir)
-  state = _start_or_resume(store, exp.settings.seed, len(exp.splits.pool_labels), exp.al,
-                           workdir, log)
-  rounds_key = jax.random.fold_in(state.root_key, 1)
-  device = sharding.describe_devices()
-  software = provenance.software()
-
-  def write_results():
-    results = {"config": config_dict, "device": device, "software": software,
-               "rounds": state.history}
-    if lead:
-      checkpoints.write_json_atomically(os.path.join(workdir, RESULTS_FILE), results)
-    return results
-
-  results = write_results()
-  session_seconds = []
-  for round_index in range(state.first_round, exp.al.rounds + 1):
+  one = _OpenRun(config, workdir, log or logging.info)
+  for round_index in one.rounds_left:
     round_start = time.time()
-    record, variables = _run_round(exp, round_index, jax.random.fold_in(rounds_key, round_index),
-                                   state.labeled, log)
-    state.history.append(record)
-    state.labeled = np.concatenate([state.labeled, np.asarray(record["queried_indices"],
-                                                              np.int64)])
-    store.save(round_index + 1, state.labeled, state.root_key, state.history, variables)
-    results = write_results()
-    session_seconds.append(time.time() - round_start)
-    left = exp.al.rounds - round_index
-    eta = f", about {_format_duration(np.mean(session_seconds) * left)} left" if left else ""
-    log(f"round {round_index}/{exp.al.rounds}: test accuracy {record['test_accuracy']:.4f} "
-        f"with {record['num_labeled']} labels (validation {record['val_accuracy']:.4f}, "
-        f"epoch {record['best_epoch']}); train {record['train_seconds']:.1f}s, query "
-        f"{record['query_seconds']:.2f}s{eta}")
-  store.close()
-  return results
+    record, variables = _run_round(one.exp, round_index, one.round_key(round_index),
+                                   one.state.labeled, one.log)
+    one.finish_round(round_index, record, variables, time.time() - round_start)
+  one.close()
+  return one.results
+
+
+def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None]) -> List[dict]:
+  """Runs (or resumes) several seeds in one program, their training `vmap`ped over a
+  seed axis (train.SeedBatchTrainer); queries and evaluation run seed by seed. Seeds
+  that stand at different rounds (an interrupted mixed tree) run one after another."""
+  runs = [_OpenRun(config, workdir, _prefixed(log, config.seed))
+          for config, workdir in zip(configs, workdirs)]
+  if len({tuple(one.rounds_left) for one in runs}) > 1:
+    log("the seeds stand at different rounds: running them one after another")
+    for one in runs:
+      one.close()
+    return [run(config, workdir, _prefixed(log, config.seed))
+            for config, workdir in zip(configs, workdirs)]
+  batch = train_lib.SeedBatchTrainer(runs[0].exp.trainer)
+  data = batch.stack_data([one.exp.device_data for one in runs])
+  for round_index in runs[0].rounds_left:
+    round_start = time.time()
+    keys = [jax.random.split(one.round_key(round_index)) for one in runs]
+    for one in runs:
+      _log_round_start(one.exp, round_index, one.state.labeled, one.log)
+    fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
+                     runs[0].exp.al.query_size, [one.log for one in runs])
+    for one, key, fit in zip(runs, keys, fits):
+      record, variables = _finish_round(one.exp, round_index, key[1], one.state.labeled, fit)
+      one.finish_round(round_index, record, variables, time.time() - round_start)
+  for one in runs:
+    one.close()
+  return [one.results for one in runs]
+
+
+def _prefixed(log, seed: int):
+  return lambda message: log(f"seed {seed}: {message}")

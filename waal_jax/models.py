@@ -141,6 +141,50 @@ class LeNet5(nn.Module):
     return nn.relu(x).reshape(x.shape[0], -1)                                  # (B, 320)
 
 
+def _channel_sum(values, weight=None):
+  """Sum over all axes but the last, as a vector-matrix product: XLA:CPU runs these
+  column reductions far faster as a product than as a reduce."""
+  flat = values.reshape(-1, values.shape[-1])
+  w = (jnp.ones(flat.shape[0], values.dtype) if weight is None
+       else jnp.broadcast_to(weight, (*values.shape[:-1], 1)).reshape(-1))
+  return jnp.dot(w, flat)
+
+
+def _normalize_forward(x, weight, scale, bias, epsilon):
+  """Batch norm in training mode over all axes but the last; weight (..., 1) is 1 for
+  the rows that enter the statistics, 0 for padding. Returns ((y, mean, biased var),
+  residuals). `_normalize_train` is this with the closed-form gradient below: autodiff
+  of the same forward pass runs ~4x slower on XLA:CPU (VGG16-BN's batch norms took
+  0.74 s of a 1.75 s step)."""
+  count = jnp.maximum(jnp.sum(weight), 1.0)
+  mean = _channel_sum(x, weight) / count
+  centered = x - mean
+  var = _channel_sum(centered * centered, weight) / count
+  rstd = jax.lax.rsqrt(var + epsilon)
+  xhat = centered * rstd
+  return (xhat * scale + bias, mean, var), (xhat, rstd, weight, count, scale, centered)
+
+
+def _normalize_backward(epsilon, residuals, cotangents):
+  del epsilon
+  xhat, rstd, weight, count, scale, centered = residuals
+  dy, d_mean, d_var = cotangents
+  g = dy * scale                                           # d loss / d xhat
+  sum_dy, sum_dy_xhat = _channel_sum(dy), _channel_sum(dy * xhat)
+  sum_g, sum_g_xhat = sum_dy * scale, sum_dy_xhat * scale
+  # Through xhat (the statistics see only weighted rows), then through the returned
+  # mean and variance themselves (d mean / dx = w / n, d var / dx = 2 w (x - mean) / n).
+  dx = rstd * (g - weight / count * (sum_g + xhat * sum_g_xhat))
+  dx = dx + weight / count * (d_mean + 2.0 * centered * d_var)
+  return (dx, jnp.zeros_like(weight), sum_dy_xhat, sum_dy)
+
+
+_normalize_train = jax.custom_vjp(
+    lambda x, weight, scale, bias, epsilon: _normalize_forward(x, weight, scale, bias, epsilon)[0],
+    nondiff_argnums=(4,))
+_normalize_train.defvjp(_normalize_forward, _normalize_backward)
+
+
 class BatchNorm(nn.Module):
   """Batch norm over (B, H, W) as PyTorch's BatchNorm2d computes it.
 
@@ -159,18 +203,18 @@ class BatchNorm(nn.Module):
     running_mean = self.variable("batch_stats", "mean", jnp.zeros, (c,))
     running_var = self.variable("batch_stats", "var", jnp.ones, (c,))
     if not train:
-      mean, var = running_mean.value, running_var.value
-    else:
-      weight = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
-      weight = jnp.broadcast_to(weight[:, None, None, None], (*x.shape[:-1], 1))
+      return ((x - running_mean.value) * jax.lax.rsqrt(running_var.value + self.epsilon)
+              * scale + bias)
+    weight = jnp.ones(x.shape[:1], x.dtype) if mask is None else mask.astype(x.dtype)
+    weight = jnp.broadcast_to(weight[:, None, None, None], (*x.shape[:-1], 1))
+    y, mean, var = _normalize_train(x, weight, scale, bias, self.epsilon)
+    if not self.is_initializing():
       count = jnp.sum(weight)
-      mean = jnp.sum(x * weight, axis=(0, 1, 2)) / jnp.maximum(count, 1.0)
-      var = jnp.sum(weight * (x - mean) ** 2, axis=(0, 1, 2)) / jnp.maximum(count, 1.0)
-      if not self.is_initializing():
-        unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
-        running_mean.value = (1 - self.momentum) * running_mean.value + self.momentum * mean
-        running_var.value = (1 - self.momentum) * running_var.value + self.momentum * unbiased
-    return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+      unbiased = jax.lax.stop_gradient(var) * count / jnp.maximum(count - 1.0, 1.0)
+      mean = jax.lax.stop_gradient(mean)
+      running_mean.value = (1 - self.momentum) * running_mean.value + self.momentum * mean
+      running_var.value = (1 - self.momentum) * running_var.value + self.momentum * unbiased
+    return y
 
 
 def conv_same(x, kernel, conv: str = "banded", matmul_dtype: str = "float32"):
@@ -209,6 +253,38 @@ class Conv3x3(nn.Module):
     return conv_same(x, kernel, self.conv, self.matmul_dtype)
 
 
+@jax.custom_vjp
+def max_pool_2x2(x):
+  """2x2 max pool, stride 2, of (B, H, W, C) with even H and W.
+
+  nn.max_pool's gradient is a select-and-scatter that XLA:CPU runs slowly; this one
+  sends each window's gradient to its first maximum in row-major order, as PyTorch's
+  and reduce_window's do.
+  """
+  b, h, w, c = x.shape
+  return jnp.max(x.reshape(b, h // 2, 2, w // 2, 2, c), axis=(2, 4))
+
+
+def _pool_forward(x):
+  b, h, w, c = x.shape
+  windows = x.reshape(b, h // 2, 2, w // 2, 2, c)
+  parts = [windows[:, :, i, :, j] for i in (0, 1) for j in (0, 1)]   # row-major order
+  top = jnp.maximum(jnp.maximum(parts[0], parts[1]), jnp.maximum(parts[2], parts[3]))
+  return top, (tuple(p == top for p in parts[:3]), x.shape)
+
+
+def _pool_backward(residuals, g):
+  (e0, e1, e2), shape = residuals
+  first = [e0, e1 & ~e0, e2 & ~(e0 | e1), ~(e0 | e1 | e2)]           # the first maximum
+  zero = jnp.zeros_like(g)
+  d = [jnp.where(f, g, zero) for f in first]
+  rows = [jnp.stack(d[0:2], axis=3), jnp.stack(d[2:4], axis=3)]      # (B, H/2, W/2, 2, C)
+  return (jnp.stack(rows, axis=2).reshape(shape),)
+
+
+max_pool_2x2.defvjp(_pool_forward, _pool_backward)
+
+
 # Channels per 3x3 conv layer; "M" is a 2x2 max pool. Configuration D of Simonyan &
 # Zisserman (2014).
 VGG16_LAYERS: Sequence[Union[int, str]] = (
@@ -230,7 +306,7 @@ class VGG16BN(nn.Module):
   def __call__(self, x, train: bool = False, mask=None):
     for layer in VGG16_LAYERS:
       if layer == "M":
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool_2x2(x)
       else:
         x = Conv3x3(layer, init_scheme=self.init_scheme, conv=self.conv,
                     matmul_dtype=self.matmul_dtype)(x)

@@ -112,6 +112,7 @@ class Settings:
   seed: int
   seeds: int
   parallel_seeds: int
+  parallel_seeds_mode: str
   distributed: bool
   data: DataSettings
   model: ModelSettings
@@ -173,6 +174,8 @@ def resolve(config) -> Settings:
       seed=fields.Int(0).check("seed", _get(config, "seed")),
       seeds=fields.Int(1).check("seeds", _get(config, "seeds")),
       parallel_seeds=fields.Int(1).check("parallel_seeds", _get(config, "parallel_seeds")),
+      parallel_seeds_mode=fields.Choice(("auto", "processes", "vmap")).check(
+          "parallel_seeds_mode", _get(config, "parallel_seeds_mode")),
       distributed=fields.Bool().check("distributed", _get(config, "distributed")),
       data=data, model=model, train=_train_settings(config),
       al=_read(ALSettings, config, "al"), query=_query_settings(config))

@@ -532,3 +532,125 @@ def _epoch_line(record: dict, epochs: int) -> str:
           f"(ce {record['cross_entropy']:.4f}, adv {record['adversarial']:+.4f}, "
           f"gp {record['gradient_penalty']:.3f}) val {record['val_accuracy']:.4f} "
           f"lr {record['learning_rate']:g} {record['seconds']:.1f}s")
+
+
+# --- Several seeds in one program ----------------------------------------------------------
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _seed_slice(tree, k: int):
+  return jax.tree.map(lambda leaf: leaf[k], tree)
+
+
+class SeedBatchTrainer:
+  """Trains one network per seed in one program (GPU/TPU, where one LeNet-5 step leaves
+  the device mostly idle): every array gets a leading seed axis and the one-seed step,
+  epoch plan and evaluation are `vmap`ped over it.
+
+  Each seed keeps its own pool, labeled set, keys and model selection; the batch trains
+  until every seed's early-stopping rule has fired, and a seed's epochs after its own
+  stop are computed but ignored, so each seed ends with the network it would get alone
+  (to float rounding: batched products may round differently).
+  """
+
+  def __init__(self, trainer: Trainer):
+    self.trainer = trainer
+    t, s = trainer, trainer.settings
+    self._plan = jax.jit(jax.vmap(functools.partial(
+        make_epoch_plan, batch_size=s.batch_size, walk_labeled=s.walks_labeled_set,
+        labeled_sampling=s.labeled_sampling)))
+    self._step = jax.jit(jax.vmap(functools.partial(_train_step, t.nets, s, t.spec, t.mesh, t._tx),
+                                  in_axes=(0, 0, 0, 0, None, 0, 0, 0)),
+                         donate_argnums=(0, 6))
+    self._add_correct = jax.jit(jax.vmap(
+        functools.partial(_add_correct, t.nets, t.spec, t.mesh, batch_size=s.eval_batch_size),
+        in_axes=(0, 0, 0, 0, 0, 0, None)))
+
+  def stack_data(self, datas: List[DeviceData]) -> DeviceData:
+    """The seeds' device data as one DeviceData with a leading seed axis."""
+    val = EvalSet(*(jnp.stack([getattr(d.val, f) for d in datas])
+                    for f in ("images", "labels", "valid")), datas[0].val.count)
+    return DeviceData(jnp.stack([d.pool_images for d in datas]),
+                      jnp.stack([d.pool_labels for d in datas]), val, None)
+
+  def _accuracies(self, variables: dict, eval_set: EvalSet) -> np.ndarray:
+    correct = jnp.zeros(eval_set.images.shape[0], jnp.int32)
+    for start in range(0, eval_set.images.shape[1], self.trainer.settings.eval_batch_size):
+      correct = self._add_correct(correct, variables["params"], variables["batch_stats"],
+                                  eval_set.images, eval_set.labels, eval_set.valid,
+                                  np.int32(start))
+    return np.asarray(correct) / eval_set.count
+
+  def fit(self, keys: List[jax.Array], data: DeviceData, labeled: List[np.ndarray],
+          query_size: int, logs: List[Callable[[str], None]]) -> List[FitResult]:
+    """Trainer.fit for every seed at once: keys, labeled sets and logs per seed, `data`
+    from stack_data. Returns each seed's FitResult."""
+    t, settings = self.trainer, self.trainer.settings
+    start_time = time.time()
+    split = [jax.random.split(key, 3) for key in keys]
+    inputs = [t.round_inputs(one, query_size) for one in labeled]
+    if len({i.steps for i in inputs}) != 1:
+      raise ValueError("seeds in one batch must have equal labeled and pool sizes")
+    state = _stack([t.init_state(s[0]) for s in split])
+    plan_keys, step_keys_ = jnp.stack([s[1] for s in split]), jnp.stack([s[2] for s in split])
+    stacked = {name: jnp.asarray(np.stack([getattr(i, name) for i in inputs]))
+               for name in ("labeled", "num_labeled", "unlabeled", "num_unlabeled")}
+    weights = _stack([i.weights for i in inputs])
+    selections = [ModelSelection(settings) for _ in keys]
+    histories = [[] for _ in keys]
+    stopped_variables = {}                       # model_selection=last: a seed's at its stop
+    running = list(range(len(keys)))             # seeds whose rule has not stopped them
+    for epoch in range(settings.epochs):
+      epoch_start = time.time()
+      learning_rate = settings.learning_rate_at(epoch)
+      state = state.replace(opt_main=self._with_rate(state.opt_main, learning_rate),
+                            opt_critic=self._with_rate(state.opt_critic, learning_rate))
+      plan = self._plan(jax.vmap(jax.random.fold_in, in_axes=(0, None))(plan_keys, epoch),
+                        stacked["labeled"], stacked["num_labeled"], stacked["unlabeled"],
+                        stacked["num_unlabeled"])
+      sums = {k: jnp.zeros(len(keys), jnp.float32) for k in METRIC_NAMES}
+      for i in range(inputs[0].steps):
+        state, sums = self._step(state, data.pool_images, data.pool_labels, plan, np.int32(i),
+                                 weights, sums, step_keys_)
+      variables = _variables(state)
+      val_accuracy = self._accuracies(variables, data.val)
+      sums = jax.device_get(sums)
+      for k in list(running):
+        record = {m: float(sums[m][k] / max(sums["steps"][k], 1))
+                  for m in METRIC_NAMES if m != "steps"}
+        record.update(epoch=epoch + 1, steps=inputs[k].steps,
+                      val_accuracy=float(val_accuracy[k]), learning_rate=learning_rate,
+                      seconds=time.time() - epoch_start)
+        histories[k].append(record)
+        logs[k](_epoch_line(record, settings.epochs))
+        if not np.isfinite(record["loss"]):
+          raise FloatingPointError(f"training diverged at epoch {epoch + 1}: loss "
+                                   f"{record['loss']}")
+        selections[k].see(epoch + 1, record["val_accuracy"], _seed_slice(variables, k))
+        if selections[k].should_stop(epoch + 1):
+          logs[k](f"  early stop: no better validation accuracy for {settings.patience} "
+                  f"epochs; using epoch {selections[k].best_epoch}")
+          running.remove(k)
+          if settings.model_selection == "last":
+            stopped_variables[k] = _seed_slice(variables, k)
+      if not running:
+        break
+    seconds = time.time() - start_time
+    results = []
+    for k, selection in enumerate(selections):
+      if settings.model_selection == "best_val":
+        chosen, epoch, accuracy = (selection.best_variables, selection.best_epoch,
+                                   selection.best_accuracy)
+      else:
+        chosen = stopped_variables.get(k) or _seed_slice(_variables(state), k)
+        epoch, accuracy = len(histories[k]), histories[k][-1]["val_accuracy"]
+      results.append(FitResult(chosen, histories[k], epoch, accuracy, seconds))
+    return results
+
+  @staticmethod
+  def _with_rate(opt, learning_rate: float):
+    rate = jnp.full(opt.hyperparams["learning_rate"].shape, learning_rate, jnp.float32)
+    return opt._replace(hyperparams={**opt.hyperparams, "learning_rate": rate})

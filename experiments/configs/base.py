@@ -19,8 +19,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.seed = 0                       # Root PRNG seed: data split, initial labels, training.
   config.seeds = 1                      # Repetitions (seeds seed, seed+1, ...); with more than
   #                                       one, repetition k runs in WORKDIR/seed_<seed+k>.
-  config.parallel_seeds = 1             # Seeds run at once (CPU: one process each, pinned to
-  #                                       cores/K cores with XLA's threads to match); 1 = in turn.
+  config.parallel_seeds = 1             # Seeds run at once; 1 = one after another.
+  config.parallel_seeds_mode = "auto"   # How: processes (one per seed, pinned to cores/K
+  #                                       cores, XLA's threads to match), vmap (one program,
+  #                                       the seed axis vmapped) or auto (CPU: processes;
+  #                                       GPU/TPU: vmap).
   config.distributed = False            # Several hosts: call jax.distributed.initialize()
   #                                       (cluster from SLURM / MPI / TPU, or README).
 
