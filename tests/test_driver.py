@@ -134,6 +134,27 @@ def seeds_in_turn(uninterrupted, tmp_path_factory):
   return tree, args
 
 
+def test_a_run_recorded_before_newer_fields_resumes(uninterrupted, tmp_path):
+  """config.json of an older version: without model.matmul_dtype, conv 'banded'."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  workdir, cache, _ = uninterrupted
+  older = str(tmp_path / "older")
+  shutil.copytree(workdir, older)
+  with open(os.path.join(older, "config.json")) as f:
+    config = json.load(f)
+  del config["model"]["matmul_dtype"]
+  config["model"]["conv"] = "banded"
+  with open(os.path.join(older, "config.json"), "w") as f:
+    json.dump(config, f)
+  resumed = run_module("experiments.main", *_main_args(older, cache))
+  assert resumed.returncode == 0, resumed.stderr         # finished: nothing to do
+  assert _essentials(_results(older)) == _essentials(_results(workdir))
+  refused = run_module("experiments.main",
+                       *_main_args(older, cache, "--config.model.matmul_dtype=bfloat16"))
+  assert refused.returncode == 1
+  assert "(model.matmul_dtype: None there, 'bfloat16' now)" in refused.stderr
+
+
 def test_seeds_run_into_one_tree_and_resume(seeds_in_turn):
   tree, args = seeds_in_turn
   runs = {seed: _results(os.path.join(tree, f"seed_{seed}")) for seed in (5, 6)}

@@ -17,10 +17,15 @@ import orbax.checkpoint as ocp
 
 from waal_jax.errors import UserError
 
-# Fields that say where the data are, not what is computed: a rerun may change them
-# and still continue the same run. (Not al.rounds: the final budget fixes array shapes
-# that random draws depend on, so a longer run is not a continuation of a shorter one.)
-NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "data.download")
+# Fields that say where the data are or how the same numbers are computed, not what is
+# computed: a rerun may change them and still continue the same run. (Not al.rounds:
+# the final budget fixes array shapes that random draws depend on, so a longer run is
+# not a continuation of a shorter one.)
+NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "data.download",
+                       "model.conv", "parallel_seeds", "parallel_seeds_mode")
+# Fields added after runs were recorded, with the value that does what those runs did:
+# a recorded config without the field belongs to a config with that value.
+ADDED_FIELDS = {"model.matmul_dtype": "float32"}
 OWNER_FILE = "config.json"
 
 
@@ -55,7 +60,11 @@ def check_workdir(workdir: str, config_dict: dict) -> bool:
     raise UserError(f"{path} is unreadable ({e}); use another --workdir") from e
   old, new = _flatten(recorded), _flatten(json.loads(json.dumps(config_dict)))
   for field in sorted(set(old) | set(new)):
-    if field not in NOT_PART_OF_THE_RUN and old.get(field) != new.get(field):
+    if field in NOT_PART_OF_THE_RUN:
+      continue
+    if field not in old and field in ADDED_FIELDS and new.get(field) == ADDED_FIELDS[field]:
+      continue
+    if old.get(field) != new.get(field):
       raise UserError(
           f"--workdir {workdir} holds a run of another config ({field}: "
           f"{old.get(field)!r} there, {new.get(field)!r} now); use another --workdir "
