@@ -95,7 +95,7 @@ def main(argv):
         # Refuse a tree of another protocol before anything starts.
         checkpoints.check_workdir(workdir, config.to_dict())
         jobs[f"{arm} seed {seed}"] = (config.to_dict(), workdir)
-    failed = seed_pool.run_parallel(jobs, _PARALLEL.value, cli.log)
+    failed = seed_pool.run_parallel(jobs, _PARALLEL.value, cli.log, field="--parallel")
   except (UserError, ValueError) as e:
     cli.fail(str(e))
   if failed:

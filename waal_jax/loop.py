@@ -243,14 +243,14 @@ class _OpenRun:
   """One run's workdir, experiment and progress: claimed, resumed, and advanced round
   by round (each finished round is checkpointed and written to results.json)."""
 
-  def __init__(self, config, workdir: str, log, splits: Optional[data_lib.Splits] = None):
+  def __init__(self, config, workdir: str, log):
     # With several processes (hosts), all compute; the first one writes and reports.
     self.lead = jax.process_index() == 0
     self.log = log if self.lead else (lambda _: None)
     settings_lib.resolve(config)     # A bad field is refused before the workdir is read.
     self.workdir, self.config_dict = workdir, _config_dict(config)
     owned = checkpoints.check_workdir(workdir, self.config_dict)
-    self.exp = build(config, self.log, splits)
+    self.exp = build(config, self.log)
     if not owned and self.lead:  # Only a config that has passed every check claims it.
       checkpoints.claim_workdir(workdir, self.config_dict)
     self.store = checkpoints.LoopCheckpoints(workdir)

@@ -2,8 +2,9 @@
 
 On CPU a LeNet-5 step is too small for XLA to keep two cores busy: two threads make it
 only ~1.4x faster than one. Two single-threaded processes on their own cores do not slow
-each other, so K seeds at once finish ~1.4-1.5x sooner on two cores than one after the
-other (experiments/benchmark.py, `seeds_per_hour`).
+each other, so on two cores they train ~1.4x more steps per hour than one two-thread
+process (`train_step_processes` in experiments/benchmark.py); in short runs the slower
+one-thread start-up eats the gain (`seeds_per_hour`).
 
 `run_parallel` starts up to K processes (multiprocessing, spawn: JAX must not be forked),
 one per run, splitting the cores given to this process evenly among them; each runs
@@ -26,11 +27,13 @@ from waal_jax.errors import UserError
 _ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
-def core_groups(cores: Sequence[int], processes: int) -> List[List[int]]:
-  """`processes` disjoint, equal groups of the given cores (the remainder unused)."""
+def core_groups(cores: Sequence[int], processes: int,
+                field: str = "parallel_seeds") -> List[List[int]]:
+  """`processes` disjoint, equal groups of the given cores (the remainder unused);
+  `field` names the setting that asked for them in the error."""
   cores = sorted(cores)
   if processes > len(cores):
-    raise UserError(f"parallel_seeds: {processes} processes but this run may use only "
+    raise UserError(f"{field}: {processes} processes but this run may use only "
                     f"{len(cores)} core(s) (taskset / cgroup); use at most {len(cores)}")
   per = len(cores) // processes
   return [cores[i * per:(i + 1) * per] for i in range(processes)]
@@ -69,11 +72,11 @@ def _run_one(label: str, config_dict: dict, workdir: str, cores: List[int]):
     sys.exit(1)
 
 
-def run_parallel(jobs: Dict[str, tuple], processes: int,
-                 log: Callable[[str], None]) -> List[str]:
+def run_parallel(jobs: Dict[str, tuple], processes: int, log: Callable[[str], None],
+                 field: str = "parallel_seeds") -> List[str]:
   """Runs jobs {label: (config_dict, workdir)}, at most `processes` at once, in the
   order given. Returns the labels whose process failed (empty when all finished)."""
-  groups = core_groups(os.sched_getaffinity(0), min(processes, len(jobs)))
+  groups = core_groups(os.sched_getaffinity(0), min(processes, len(jobs)), field)
   context = multiprocessing.get_context("spawn")
   waiting = list(jobs)
   running = {}                        # sentinel -> (seed, process, group index)
