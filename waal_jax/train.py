@@ -570,7 +570,8 @@ class SeedBatchTrainer:
         in_axes=(0, 0, 0, 0, 0, 0, None)))
 
   def stack_data(self, datas: List[DeviceData]) -> DeviceData:
-    """The seeds' device data as one DeviceData with a leading seed axis."""
+    """The seeds' pools and validation splits as one DeviceData with a leading seed
+    axis (test: None; each seed's network is tested on its own DeviceData)."""
     val = EvalSet(*(jnp.stack([getattr(d.val, f) for d in datas])
                     for f in ("images", "labels", "valid")), datas[0].val.count)
     return DeviceData(jnp.stack([d.pool_images for d in datas]),
