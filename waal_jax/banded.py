@@ -110,17 +110,29 @@ def _pool_windows(y):
   return jnp.max(y, axis=(0, 2))
 
 
+def max_of_four(parts):
+  """The elementwise max of four window positions given in row-major order, and what
+  first_max_gradients needs: where each of the first three equals it."""
+  top = jnp.maximum(jnp.maximum(parts[0], parts[1]), jnp.maximum(parts[2], parts[3]))
+  return top, tuple(p == top for p in parts[:3])
+
+
+def first_max_gradients(is_max, g):
+  """The gradient g of a 2x2 max, sent to the FIRST maximum of each window only (as
+  reduce_window and PyTorch do; ties are common on constant backgrounds): the four
+  positions' gradients in row-major order."""
+  e0, e1, e2 = is_max
+  first = [e0, e1 & ~e0, e2 & ~(e0 | e1), ~(e0 | e1 | e2)]
+  zero = jnp.zeros_like(g)
+  return [jnp.where(f, g, zero) for f in first]
+
+
 def _pool_forward(y):
-  v = [y[a, :, b] for a in (0, 1) for b in (0, 1)]              # row-major window order
-  m = jnp.maximum(jnp.maximum(v[0], v[1]), jnp.maximum(v[2], v[3]))
-  return m, tuple(vi == m for vi in v[:3])
+  return max_of_four([y[a, :, b] for a in (0, 1) for b in (0, 1)])
 
 
 def _pool_backward(is_max, g):
-  e0, e1, e2 = is_max
-  first = [e0, e1 & ~e0, e2 & ~(e0 | e1), ~(e0 | e1 | e2)]    # the first maximum only
-  zero = jnp.zeros_like(g)
-  d = [jnp.where(f, g, zero) for f in first]
+  d = first_max_gradients(is_max, g)
   return (jnp.stack([jnp.stack(d[0:2], axis=1), jnp.stack(d[2:4], axis=1)]),)
 
 

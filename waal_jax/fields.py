@@ -56,21 +56,23 @@ class Choice:
 
 
 @dataclasses.dataclass(frozen=True)
-class Bool:
+class OfType:
+  """A value of one Python type, returned as it is."""
+  kind: type
+  description: str       # what the error says it must be
 
   def check(self, name: str, value):
-    if not isinstance(value, bool):
-      fail(name, value, "must be True or False")
+    if not isinstance(value, self.kind):
+      fail(name, value, f"must be {self.description}")
     return value
 
 
-@dataclasses.dataclass(frozen=True)
-class Text:
+def Bool() -> OfType:  # pylint: disable=invalid-name  (reads as the other field types)
+  return OfType(bool, "True or False")
 
-  def check(self, name: str, value):
-    if not isinstance(value, str):
-      fail(name, value, "must be a string")
-    return value
+
+def Text() -> OfType:  # pylint: disable=invalid-name
+  return OfType(str, "a string")
 
 
 @dataclasses.dataclass(frozen=True)

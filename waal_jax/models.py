@@ -268,16 +268,13 @@ def max_pool_2x2(x):
 def _pool_forward(x):
   b, h, w, c = x.shape
   windows = x.reshape(b, h // 2, 2, w // 2, 2, c)
-  parts = [windows[:, :, i, :, j] for i in (0, 1) for j in (0, 1)]   # row-major order
-  top = jnp.maximum(jnp.maximum(parts[0], parts[1]), jnp.maximum(parts[2], parts[3]))
-  return top, (tuple(p == top for p in parts[:3]), x.shape)
+  top, is_max = banded.max_of_four([windows[:, :, i, :, j] for i in (0, 1) for j in (0, 1)])
+  return top, (is_max, x.shape)
 
 
 def _pool_backward(residuals, g):
-  (e0, e1, e2), shape = residuals
-  first = [e0, e1 & ~e0, e2 & ~(e0 | e1), ~(e0 | e1 | e2)]           # the first maximum
-  zero = jnp.zeros_like(g)
-  d = [jnp.where(f, g, zero) for f in first]
+  is_max, shape = residuals
+  d = banded.first_max_gradients(is_max, g)
   rows = [jnp.stack(d[0:2], axis=3), jnp.stack(d[2:4], axis=3)]      # (B, H/2, W/2, 2, C)
   return (jnp.stack(rows, axis=2).reshape(shape),)
 

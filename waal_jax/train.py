@@ -364,6 +364,20 @@ class ModelSelection:
     patience = self.settings.patience
     return patience > 0 and epoch - self.best_epoch >= patience
 
+  def after_epoch(self, record: dict, variables: dict, log) -> bool:
+    """Logs an epoch's record, refuses a diverged loss, keeps the network if it is the
+    best so far; True when the early-stopping rule ends training."""
+    epoch = record["epoch"]
+    log(_epoch_line(record, self.settings.epochs))
+    if not np.isfinite(record["loss"]):
+      raise FloatingPointError(f"training diverged at epoch {epoch}: loss {record['loss']}")
+    self.see(epoch, record["val_accuracy"], variables)
+    if not self.should_stop(epoch):
+      return False
+    log(f"  early stop: no better validation accuracy for {self.settings.patience} epochs; "
+        f"using epoch {self.best_epoch}")
+    return True
+
 
 # --- The trainer -------------------------------------------------------------------------
 
@@ -424,9 +438,11 @@ class Trainer:
     return sharding.replicate(self.mesh, state)
 
   def with_learning_rate(self, state: TrainState, learning_rate: float) -> TrainState:
-    """Both optimisers' learning rate set to `learning_rate` (no recompilation)."""
+    """Both optimisers' learning rate set to `learning_rate` (no recompilation); of the
+    shape it has (a scalar, or one per seed in a SeedBatchTrainer's stacked state)."""
     def set_lr(opt):   # A buffer of its own per optimiser: the step donates both.
-      lr = sharding.replicate(self.mesh, np.float32(learning_rate))
+      shape = opt.hyperparams["learning_rate"].shape
+      lr = sharding.replicate(self.mesh, np.full(shape, learning_rate, np.float32))
       return opt._replace(hyperparams={**opt.hyperparams, "learning_rate": lr})
     return state.replace(opt_main=set_lr(state.opt_main), opt_critic=set_lr(state.opt_critic))
 
@@ -493,20 +509,9 @@ class Trainer:
       if on_epoch is not None:
         on_epoch(record, _variables(state))
       history.append(record)
-      log(_epoch_line(record, self.settings.epochs))
-      if not np.isfinite(record["loss"]):
-        raise FloatingPointError(f"training diverged at epoch {epoch + 1}: loss {record['loss']}")
-      selection.see(epoch + 1, record["val_accuracy"], _variables(state))
-      if selection.should_stop(epoch + 1):
-        log(f"  early stop: no better validation accuracy for {self.settings.patience} "
-            f"epochs; using epoch {selection.best_epoch}")
+      if selection.after_epoch(record, _variables(state), log):
         break
-    if self.settings.model_selection == "best_val":
-      chosen, epoch, accuracy = (selection.best_variables, selection.best_epoch,
-                                 selection.best_accuracy)
-    else:
-      chosen, epoch, accuracy = _variables(state), len(history), history[-1]["val_accuracy"]
-    return FitResult(chosen, history, epoch, accuracy, time.time() - start_time)
+    return _fit_result(selection, history, _variables(state), time.time() - start_time)
 
   def _epoch(self, state, data, inputs: RoundInputs, epoch: int, plan_key, step_key):
     """One epoch and its validation; returns the state and the epoch's record."""
@@ -516,11 +521,27 @@ class Trainer:
     plan = self.epoch_plan(plan_key, inputs)
     state, sums = self.train_epoch(state, data, plan, inputs.weights, step_key, inputs.steps)
     val_accuracy = self.accuracy(_variables(state), data.val)
-    sums = sharding.to_host(sums)
-    record = {k: float(sums[k] / max(sums["steps"], 1)) for k in METRIC_NAMES if k != "steps"}
-    record.update(epoch=epoch + 1, steps=inputs.steps, val_accuracy=val_accuracy,
-                  learning_rate=learning_rate, seconds=time.time() - epoch_start)
+    record = _epoch_record(sharding.to_host(sums), epoch, inputs.steps, val_accuracy,
+                           learning_rate, time.time() - epoch_start)
     return state, record
+
+
+def _epoch_record(sums: dict, epoch: int, steps: int, val_accuracy: float,
+                  learning_rate: float, seconds: float) -> dict:
+  """An epoch's history entry from its summed metrics (host values)."""
+  record = {k: float(sums[k] / max(sums["steps"], 1)) for k in METRIC_NAMES if k != "steps"}
+  record.update(epoch=epoch + 1, steps=steps, val_accuracy=float(val_accuracy),
+                learning_rate=learning_rate, seconds=seconds)
+  return record
+
+
+def _fit_result(selection: ModelSelection, history: List[dict], last_variables: dict,
+                seconds: float) -> FitResult:
+  """The network `train.model_selection` chose: the best epoch's, or the last one's."""
+  if selection.settings.model_selection == "best_val":
+    return FitResult(selection.best_variables, history, selection.best_epoch,
+                     selection.best_accuracy, seconds)
+  return FitResult(last_variables, history, len(history), history[-1]["val_accuracy"], seconds)
 
 
 def _variables(state: TrainState) -> dict:
@@ -607,8 +628,7 @@ class SeedBatchTrainer:
     for epoch in range(settings.epochs):
       epoch_start = time.time()
       learning_rate = settings.learning_rate_at(epoch)
-      state = state.replace(opt_main=self._with_rate(state.opt_main, learning_rate),
-                            opt_critic=self._with_rate(state.opt_critic, learning_rate))
+      state = t.with_learning_rate(state, learning_rate)
       plan = self._plan(jax.vmap(jax.random.fold_in, in_axes=(0, None))(plan_keys, epoch),
                         stacked["labeled"], stacked["num_labeled"], stacked["unlabeled"],
                         stacked["num_unlabeled"])
@@ -620,38 +640,16 @@ class SeedBatchTrainer:
       val_accuracy = self._accuracies(variables, data.val)
       sums = jax.device_get(sums)
       for k in list(running):
-        record = {m: float(sums[m][k] / max(sums["steps"][k], 1))
-                  for m in METRIC_NAMES if m != "steps"}
-        record.update(epoch=epoch + 1, steps=inputs[k].steps,
-                      val_accuracy=float(val_accuracy[k]), learning_rate=learning_rate,
-                      seconds=time.time() - epoch_start)
+        record = _epoch_record({m: v[k] for m, v in sums.items()}, epoch, inputs[k].steps,
+                               val_accuracy[k], learning_rate, time.time() - epoch_start)
         histories[k].append(record)
-        logs[k](_epoch_line(record, settings.epochs))
-        if not np.isfinite(record["loss"]):
-          raise FloatingPointError(f"training diverged at epoch {epoch + 1}: loss "
-                                   f"{record['loss']}")
-        selections[k].see(epoch + 1, record["val_accuracy"], _seed_slice(variables, k))
-        if selections[k].should_stop(epoch + 1):
-          logs[k](f"  early stop: no better validation accuracy for {settings.patience} "
-                  f"epochs; using epoch {selections[k].best_epoch}")
+        if selections[k].after_epoch(record, _seed_slice(variables, k), logs[k]):
           running.remove(k)
           if settings.model_selection == "last":
             stopped_variables[k] = _seed_slice(variables, k)
       if not running:
         break
     seconds = time.time() - start_time
-    results = []
-    for k, selection in enumerate(selections):
-      if settings.model_selection == "best_val":
-        chosen, epoch, accuracy = (selection.best_variables, selection.best_epoch,
-                                   selection.best_accuracy)
-      else:
-        chosen = stopped_variables.get(k) or _seed_slice(_variables(state), k)
-        epoch, accuracy = len(histories[k]), histories[k][-1]["val_accuracy"]
-      results.append(FitResult(chosen, histories[k], epoch, accuracy, seconds))
-    return results
-
-  @staticmethod
-  def _with_rate(opt, learning_rate: float):
-    rate = jnp.full(opt.hyperparams["learning_rate"].shape, learning_rate, jnp.float32)
-    return opt._replace(hyperparams={**opt.hyperparams, "learning_rate": rate})
+    return [_fit_result(selection, histories[k],
+                        stopped_variables.get(k) or _seed_slice(_variables(state), k), seconds)
+            for k, selection in enumerate(selections)]
