@@ -3,6 +3,7 @@
 Plumbing, on synthetic Fashion-MNIST-shaped images (conftest).
 """
 
+import jax
 import pytest
 
 from conftest import write_synthetic_fashion_mnist
@@ -59,3 +60,27 @@ def test_h_divergence_ablation(strategy, cache_dir, tmp_path):
   assert -1.0 < epoch["adversarial"] < -0.3
   assert epoch["gradient_penalty"] == 0.0
   assert len(results["rounds"][0]["queried_indices"]) == 30
+
+
+def test_seeds_of_one_experiment_compile_once(cache_dir, tmp_path):
+  """The second seed reuses the first one's trainer and strategy: it lowers nothing."""
+  lowered = []
+
+  def count(event, duration, **_):
+    del duration
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+      lowered.append(event)
+
+  jax.monitoring.register_event_duration_secs_listener(count)
+  try:
+    shared, per_seed = {}, []
+    for seed in (5, 6):
+      config = _tiny_config(cache_dir, **{"query.strategy": "kmedian"})
+      config.seed = seed
+      del lowered[:]
+      results = loop.run(config, str(tmp_path / f"seed_{seed}"), lambda _: None, shared)
+      per_seed.append(len(lowered))
+      assert len(results["rounds"]) == 2
+  finally:
+    jax.monitoring.unregister_event_duration_listener(count)
+  assert per_seed[0] > 10 and per_seed[1] == 0, per_seed

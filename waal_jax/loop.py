@@ -76,23 +76,43 @@ def load_splits(data: settings_lib.DataSettings, seed: int,
                                                                       data.std))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Compiled:
+  """The parts of an experiment that do not depend on its seed: the device mesh, the
+  trainer and the strategy, whose jitted functions compile on first use. Seeds of one
+  experiment share them (through `build`'s `shared`), so each compiles once."""
+  mesh: jax.sharding.Mesh
+  trainer: train_lib.Trainer
+  strategy: strategies.Strategy
+
+
 def build(config, log: Callable[[str], None] = logging.info,
-          splits: Optional[data_lib.Splits] = None) -> Experiment:
+          splits: Optional[data_lib.Splits] = None,
+          shared: Optional[dict] = None) -> Experiment:
   """Checks the config, loads the data (unless given) onto the devices once and builds
-  the step functions."""
+  the step functions (or takes them from `shared`, a dict that runs differing only in
+  their seed pass to each other's `build`)."""
   settings = settings_lib.resolve(config)
   if splits is None:
     splits = load_splits(settings.data, settings.seed, log)
   pool_count = len(splits.pool_labels)
   settings_lib.check_budget(settings.al, pool_count)
-  mesh = sharding.make_mesh()
-  nets = models.build(settings.model, splits.spec.num_classes)
-  trainer = train_lib.Trainer(nets, settings.train, splits.spec, mesh, pool_count,
-                              settings.al.final_budget)
-  pool = strategies.scoring_pool(mesh, splits.pool_images, settings.query.batch_size)
-  return Experiment(settings, splits, mesh, trainer,
-                    strategies.create(nets, splits.spec, settings.query, mesh),
-                    trainer.device_data(splits, pool.images), pool)
+  # Everything the trainer and the strategy are built from; the seed is not in it.
+  recipe = repr((settings.model, settings.train, settings.query, settings.al, pool_count,
+                 splits.spec))
+  parts = (shared or {}).get(recipe)
+  if parts is None:
+    mesh = sharding.make_mesh()
+    nets = models.build(settings.model, splits.spec.num_classes)
+    parts = _Compiled(mesh,
+                      train_lib.Trainer(nets, settings.train, splits.spec, mesh, pool_count,
+                                        settings.al.final_budget),
+                      strategies.create(nets, splits.spec, settings.query, mesh))
+    if shared is not None:
+      shared[recipe] = parts
+  pool = strategies.scoring_pool(parts.mesh, splits.pool_images, settings.query.batch_size)
+  return Experiment(settings, splits, parts.mesh, parts.trainer, parts.strategy,
+                    parts.trainer.device_data(splits, pool.images), pool)
 
 
 def seed_workdir(workdir: str, seed: int) -> str:
@@ -131,18 +151,18 @@ def run_seeds(config, workdir: str, log: Optional[Callable[[str], None]] = None)
       mode = "processes" if jax.default_backend() == "cpu" else "vmap"
     if mode == "processes":
       return _run_seeds_at_once(repetitions, workdir, settings.parallel_seeds, log)
-    seeds = list(repetitions)
+    seeds, shared = list(repetitions), {}
     everything = []
     for start in range(0, len(seeds), settings.parallel_seeds):
       group = seeds[start:start + settings.parallel_seeds]
       log(f"seeds {', '.join(map(str, group))} vmapped in one program")
       everything += run_vmapped([repetitions[s] for s in group],
-                                [seed_workdir(workdir, s) for s in group], log)
+                                [seed_workdir(workdir, s) for s in group], log, shared)
     return everything
-  everything = []
+  everything, shared = [], {}
   for k, (seed, one) in enumerate(repetitions.items()):
     log(f"seed {seed} ({k + 1} of {settings.seeds}) in {seed_workdir(workdir, seed)}")
-    everything.append(run(one, seed_workdir(workdir, seed), log))
+    everything.append(run(one, seed_workdir(workdir, seed), log, shared))
   return everything
 
 
@@ -243,14 +263,14 @@ class _OpenRun:
   """One run's workdir, experiment and progress: claimed, resumed, and advanced round
   by round (each finished round is checkpointed and written to results.json)."""
 
-  def __init__(self, config, workdir: str, log):
+  def __init__(self, config, workdir: str, log, shared: Optional[dict] = None):
     # With several processes (hosts), all compute; the first one writes and reports.
     self.lead = jax.process_index() == 0
     self.log = log if self.lead else (lambda _: None)
     settings_lib.resolve(config)     # A bad field is refused before the workdir is read.
     self.workdir, self.config_dict = workdir, _config_dict(config)
     owned = checkpoints.check_workdir(workdir, self.config_dict)
-    self.exp = build(config, self.log)
+    self.exp = build(config, self.log, shared=shared)
     if not owned and self.lead:  # Only a config that has passed every check claims it.
       checkpoints.claim_workdir(workdir, self.config_dict)
     self.store = checkpoints.LoopCheckpoints(workdir)
@@ -296,12 +316,14 @@ class _OpenRun:
     self.store.close()
 
 
-def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> dict:
+def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
+        shared: Optional[dict] = None) -> dict:
   """Runs (or resumes) the experiment described by `config` in `workdir`.
 
-  Returns the content of results.json. Bad input raises errors.UserError.
+  Returns the content of results.json. Bad input raises errors.UserError. `shared`:
+  see `build`.
   """
-  one = _OpenRun(config, workdir, log or logging.info)
+  one = _OpenRun(config, workdir, log or logging.info, shared)
   for round_index in one.rounds_left:
     round_start = time.time()
     record, variables = _run_round(one.exp, round_index, one.round_key(round_index),
@@ -311,19 +333,22 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> di
   return one.results
 
 
-def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None]) -> List[dict]:
+def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
+                shared: Optional[dict] = None) -> List[dict]:
   """Runs (or resumes) several seeds in one program, their training `vmap`ped over a
   seed axis (train.SeedBatchTrainer); queries and evaluation run seed by seed. Seeds
   that stand at different rounds (an interrupted mixed tree) run one after another."""
-  runs = [_OpenRun(config, workdir, _prefixed(log, config.seed))
+  shared = {} if shared is None else shared    # One compilation serves every seed.
+  runs = [_OpenRun(config, workdir, _prefixed(log, config.seed), shared)
           for config, workdir in zip(configs, workdirs)]
   if len({tuple(one.rounds_left) for one in runs}) > 1:
     log("the seeds stand at different rounds: running them one after another")
     for one in runs:
       one.close()
-    return [run(config, workdir, _prefixed(log, config.seed))
+    return [run(config, workdir, _prefixed(log, config.seed), shared)
             for config, workdir in zip(configs, workdirs)]
-  batch = train_lib.SeedBatchTrainer(runs[0].exp.trainer)
+  trainer = runs[0].exp.trainer                  # (the same object for every seed)
+  batch = shared.setdefault(("seed batch", id(trainer)), train_lib.SeedBatchTrainer(trainer))
   data = batch.stack_data([one.exp.device_data for one in runs])
   for round_index in runs[0].rounds_left:
     round_start = time.time()
