@@ -166,6 +166,21 @@ def test_seeds_run_into_one_tree_and_resume(seeds_in_turn):
   assert {seed: _results(os.path.join(tree, f"seed_{seed}")) for seed in (5, 6)} == runs
 
 
+def test_a_pinned_seed_process_keeps_every_xla_flag(tmp_path):
+  """XLA stops reading XLA_FLAGS at the first word that is not a flag: the one-thread
+  flags of a seed process, then the tuning flags, then a dump flag must all hold."""
+  dump = str(tmp_path / "dump")
+  child = ("import os; from waal_jax import seed_pool, xla_tuning; "
+           "os.environ['XLA_FLAGS'] = seed_pool.thread_flags(1); "
+           "xla_tuning.tune_cpu_flags(); "
+           f"os.environ['XLA_FLAGS'] += ' --xla_dump_to={dump}'; "
+           "import jax.numpy as jnp; print(float(jnp.ones(3).sum()))")
+  done = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120, check=False)
+  assert done.returncode == 0 and done.stdout.strip() == "3.0", done.stderr
+  assert os.listdir(dump)     # The last flag was read, so every one before it was too.
+
+
 def test_parallel_seeds_equal_seeds_in_turn(seeds_in_turn, tmp_path):
   tree, args = seeds_in_turn
   parallel_tree = str(tmp_path / "parallel")

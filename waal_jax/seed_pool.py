@@ -23,8 +23,10 @@ from typing import Callable, Dict, List, Sequence
 
 from waal_jax.errors import UserError
 
-# XLA:CPU's flags for one thread: Eigen's kernels and XLA's own pool.
-_ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+# XLA:CPU's flag for one thread in Eigen's kernels; XLA sizes its own pool to the cores
+# the process may run on (its affinity). Every flag must start with "--": XLA stops
+# reading XLA_FLAGS at the first word that does not, and silently ignores the rest.
+_ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false"
 
 
 def core_groups(cores: Sequence[int], processes: int,
@@ -40,10 +42,9 @@ def core_groups(cores: Sequence[int], processes: int,
 
 
 def thread_flags(num_cores: int) -> str:
-  """XLA_FLAGS that size XLA:CPU's thread pool to a process's cores."""
-  if num_cores == 1:
-    return _ONE_THREAD_FLAGS
-  return f"intra_op_parallelism_threads={num_cores}"
+  """XLA_FLAGS for a process pinned to `num_cores` cores (XLA's own thread pool already
+  follows the pinning; Eigen's kernels need telling when there is one core)."""
+  return _ONE_THREAD_FLAGS if num_cores == 1 else ""
 
 
 def _log(message: str) -> None:

@@ -17,4 +17,5 @@ def tune_cpu_flags() -> None:
   if "xla_cpu_experimental_ynn_fusion_type" in flags:
     return  # The user chose.
   if jax.__version__.startswith(_YNN_FLAG_VERSIONS):
-    os.environ["XLA_FLAGS"] = f"{flags} {_YNN_OFF}".strip()
+    # First: XLA stops reading at a word that is not a flag, whatever follows it.
+    os.environ["XLA_FLAGS"] = f"{_YNN_OFF} {flags}".strip()
