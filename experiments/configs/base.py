@@ -106,7 +106,8 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.query = ml_collections.ConfigDict()
   config.query.strategy = "waal"        # waal, random, least_confidence, margin, entropy,
-  #                                       kmedian, coreset, dbal, deepfool.
+  #                                       kmedian, coreset, dbal, deepfool (the paper's), and
+  #                                       badge, batchbald, typiclust, probcover.
   config.query.batch_size = 256         # Pool examples scored per call and device (on CPU,
   #                                       256 runs ~2x faster than 1024: it stays in cache).
   # Each strategy's own fields (the types are in its module's `config_fields`):
@@ -114,13 +115,30 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.query.mixture = 0.5            # waal: weight of the first bound against Eq. 11's.
   config.query.uncertainty_bound = "single_worst"  # waal: the first bound, single_worst
   #                                       (max_y -log p, Eq. 10) or l2 (||log p||_2).
-  config.query.mc_samples = 10          # dbal: stochastic forward passes T (MC dropout).
+  config.query.mc_samples = 10          # dbal, batchbald: stochastic forward passes T
+  #                                       (MC dropout).
   config.query.chunk_size = 1024        # coreset: labeled points per distance block.
   config.query.kmedian_iterations = 10  # kmedian: most assignment + median updates.
   config.query.deepfool_iterations = 50  # deepfool: most steps per example.
   config.query.deepfool_overshoot = 0.02  # deepfool: overshoot when testing for a flip.
   config.query.deepfool_classes = 0     # deepfool: classes searched at every step, the label
   #                                       included (those of largest logit); 0 = all.
+  config.query.batchbald_configurations = 1024  # batchbald: label configurations of the
+  #                                       chosen batch kept for its joint entropy: all of
+  #                                       them while C^n fit, else this many sampled.
+  config.query.batchbald_candidates = 0  # batchbald: examples considered, those of largest
+  #                                       BALD; 0 = the whole pool.
+  config.query.typiclust_max_clusters = 500  # typiclust: most k-means clusters (it uses
+  #                                       labeled + query_size up to this many).
+  config.query.typiclust_neighbors = 20  # typiclust: K of the K-nearest-neighbour density.
+  config.query.kmeans_iterations = 20   # typiclust, probcover: most k-means updates.
+  config.query.probcover_radius = 0.0   # probcover: ball radius delta on the normalised
+  #                                       embeddings; 0 = the largest with the purity below.
+  config.query.probcover_purity = 0.95  # probcover: share of pure balls (alpha) that sets
+  #                                       delta when probcover_radius is 0.
+  config.query.embeddings_file = ""     # typiclust, probcover: .npy of precomputed pool
+  #                                       embeddings (e.g. self-supervised) instead of the
+  #                                       trained network's; "" = the network's.
   return config
 
 
