@@ -93,3 +93,15 @@ def test_lenet_on_color_images_is_refused():
   config.model.name = "lenet5"
   with pytest.raises(UserError, match="model.name='lenet5': takes 28x28x1 images"):
     settings.resolve(config)
+
+
+@pytest.mark.parametrize("module", [fashion_mnist, svhn, cifar10, stl10])
+def test_fields_added_later_default_to_what_older_runs_did(module):
+  """An older config.json without a field resumes as the field's default: the two must
+  agree, or a new default would silently continue old runs with another setting."""
+  from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  for preset in ("paper", "reference"):
+    config = module.get_config(preset)
+    for name, value in checkpoints.ADDED_FIELDS.items():
+      group, field = name.split(".")
+      assert config[group][field] == value, (module.__name__, preset, name)

@@ -41,6 +41,11 @@ def test_seeds_and_subsets(cache_dir):
                     log=lambda _: None)
   assert a.pool_images.shape == (500, 28, 28, 1) and a.val_images.shape == (100, 28, 28, 1)
   assert not np.array_equal(a.pool_labels, b.pool_labels)
+  # Each pool example says where it sits in the train split (precomputed embeddings).
+  raw = data_lib.load_raw("fashion_mnist", cache_dir=cache_dir)
+  for splits in (a, b):
+    np.testing.assert_array_equal(raw.train_images[splits.pool_source], splits.pool_images)
+    np.testing.assert_array_equal(raw.train_labels[splits.pool_source], splits.pool_labels)
   with pytest.raises(UserError, match="data.pool_size=50000"):
     data_lib.load("fashion_mnist", seed=0, cache_dir=cache_dir, pool_size=50_000,
                   log=lambda _: None)
@@ -85,6 +90,10 @@ def test_stl10_variant_split_is_per_class():
   np.testing.assert_array_equal(np.bincount(splits.pool_labels), np.full(10, 800))
   np.testing.assert_array_equal(np.bincount(splits.val_labels), np.full(10, 100))
   np.testing.assert_array_equal(np.bincount(splits.test_labels), np.full(10, 400))
+  # pool_source counts the train split, then the test split.
+  merged = np.concatenate([raw.train_labels, raw.test_labels])
+  np.testing.assert_array_equal(merged[splits.pool_source], splits.pool_labels)
+  assert splits.pool_source.max() >= 5000
 
 
 def _idx_bytes(array):

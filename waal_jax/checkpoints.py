@@ -25,7 +25,14 @@ NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "da
                        "model.conv", "parallel_seeds", "parallel_seeds_mode")
 # Fields added after runs were recorded, with the value that does what those runs did:
 # a recorded config without the field belongs to a config with that value.
-ADDED_FIELDS = {"model.matmul_dtype": "float32"}
+ADDED_FIELDS = {
+    "model.matmul_dtype": "float32",
+    # The strategies of issue 12: older runs used none of them.
+    "query.batchbald_configurations": 1024, "query.batchbald_candidates": 0,
+    "query.typiclust_max_clusters": 500, "query.typiclust_neighbors": 20,
+    "query.kmeans_iterations": 20, "query.probcover_radius": 0.0,
+    "query.probcover_purity": 0.95, "query.embeddings_file": "",
+}
 OWNER_FILE = "config.json"
 
 

@@ -90,6 +90,10 @@ class Splits:
   test_images: np.ndarray
   test_labels: np.ndarray
   source: str
+  # Each pool example's position among the dataset's examples (its train split, for
+  # STL-10 its train then test split): the same example has the same position in every
+  # seed's pool, so precomputed per-example data (query.embeddings_file) can be indexed.
+  pool_source: Optional[np.ndarray] = None
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -427,23 +431,29 @@ def make_splits(raw: RawData, spec: DatasetSpec, *, seed: int, pool_size: int = 
   else:
     raise ValueError(spec.split_kind)
 
-  pool = _subset(pool, pool_size, rng, "data.pool_size")
+  kept = _subset_indices(len(pool_idx), pool_size, rng, "data.pool_size")
+  pool = (pool[0][kept], pool[1][kept])
   val = _subset(val, val_size, rng, "data.val_size")
   for what, (images, _) in (("pool", pool), ("validation", val), ("test", test)):
     if images.shape[1:] != spec.image_shape:
       raise UserError(f"data: {spec.name} {what} images have shape {images.shape[1:]}, "
                       f"expected {spec.image_shape}")
-  return Splits(spec, *pool, *val, *test, source=raw.source)
+  return Splits(spec, *pool, *val, *test, source=raw.source, pool_source=pool_idx[kept])
+
+
+def _subset_indices(count: int, size: int, rng: np.random.Generator, field: str) -> np.ndarray:
+  """Positions of a random subset of `size` of `count` examples, in order (-1: all)."""
+  if size == -1:
+    return np.arange(count)
+  if size <= 0 or size > count:
+    raise UserError(f"{field}={size}: must be -1 (all) or between 1 and {count}")
+  return np.sort(rng.choice(count, size, replace=False))
 
 
 def _subset(arrays, size: int, rng: np.random.Generator, field: str):
   images, labels = arrays
-  if size == -1:
-    return images, labels
-  if size <= 0 or size > len(labels):
-    raise UserError(f"{field}={size}: must be -1 (all) or between 1 and {len(labels)}")
-  idx = np.sort(rng.choice(len(labels), size, replace=False))
-  return images[idx], labels[idx]
+  kept = _subset_indices(len(labels), size, rng, field)
+  return images[kept], labels[kept]
 
 
 def synthetic_splits(spec: DatasetSpec, *, seed: int, pool_size: int = -1) -> Splits:

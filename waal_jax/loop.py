@@ -110,7 +110,9 @@ def build(config, log: Callable[[str], None] = logging.info,
                       strategies.create(nets, splits.spec, settings.query, mesh))
     if shared is not None:
       shared[recipe] = parts
-  pool = strategies.scoring_pool(parts.mesh, splits.pool_images, settings.query.batch_size)
+  pool = strategies.scoring_pool(parts.mesh, splits.pool_images, settings.query.batch_size,
+                                 splits.pool_source)
+  parts.strategy.check_pool(pool)
   return Experiment(settings, splits, parts.mesh, parts.trainer, parts.strategy,
                     parts.trainer.device_data(splits, pool.images), pool)
 

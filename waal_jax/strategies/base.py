@@ -9,7 +9,7 @@ whole scoring batches (M >= N examples); the padding is never selectable.
 
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, Mapping, Type
+from typing import Any, Callable, Dict, Mapping, Optional, Type
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,7 @@ class ScoringPool:
   count: int           # real examples N <= M
   batch_size: int      # examples per call, over all devices
   mesh: jax.sharding.Mesh
+  source: Optional[np.ndarray] = None   # (N,) data.Splits.pool_source, where known
 
   @property
   def padded_count(self) -> int:
@@ -40,7 +41,8 @@ class ScoringPool:
     return sharding.replicate(self.mesh, mask)
 
 
-def scoring_pool(mesh, images: np.ndarray, batch_per_device: int) -> ScoringPool:
+def scoring_pool(mesh, images: np.ndarray, batch_per_device: int,
+                 source: Optional[np.ndarray] = None) -> ScoringPool:
   """The pool padded to whole batches of batch_per_device examples on every device.
 
   Fixing the batch per device (not in all) gives each device the same computation
@@ -51,7 +53,7 @@ def scoring_pool(mesh, images: np.ndarray, batch_per_device: int) -> ScoringPool
   padded = -(-count // batch_size) * batch_size
   filler = np.zeros((padded - count, *images.shape[1:]), images.dtype)
   return ScoringPool(sharding.replicate(mesh, np.concatenate([images, filler])), count,
-                     batch_size, mesh)
+                     batch_size, mesh, source)
 
 
 class Strategy:
@@ -69,6 +71,10 @@ class Strategy:
              query_size: int) -> np.ndarray:
     """Pool indices (query_size,), distinct, none labeled; is_labeled is (N,) bool."""
     raise NotImplementedError
+
+  def check_pool(self, pool: ScoringPool) -> None:
+    """Raises errors.UserError if this strategy cannot query `pool` (checked when a run
+    is built, before any training)."""
 
 
 _REGISTRY: Dict[str, Type[Strategy]] = {}

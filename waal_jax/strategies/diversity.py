@@ -21,11 +21,30 @@ from jax.sharding import PartitionSpec as P
 
 from waal_jax import fields
 from waal_jax import sharding
+from waal_jax.errors import UserError
 from waal_jax.strategies import base
 
 
+def load_embeddings_file(path: str) -> np.ndarray:
+  """The rows of a .npy file of precomputed embeddings, one per example of the dataset
+  in its own order (data.Splits.pool_source): (examples, D) float32."""
+  field = f"query.embeddings_file={path!r}"
+  try:
+    rows = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise UserError(f"{field}: cannot be read as a .npy array ({e})") from None
+  if rows.ndim != 2 or not np.issubdtype(rows.dtype, np.number):
+    raise UserError(f"{field}: holds a {rows.dtype} array of shape {rows.shape}; expected "
+                    "numbers of shape (examples, D)")
+  if not np.all(np.isfinite(rows)):
+    raise UserError(f"{field}: holds a NaN or infinite value")
+  return rows.astype(np.float32)
+
+
 class _EmbeddingStrategy(base.Strategy):
-  """A strategy that works on the feature-extractor embeddings of the pool."""
+  """A strategy that works on embeddings of the pool: the trained feature extractor's,
+  or (where the strategy declares `embeddings_file` and it is set) precomputed ones,
+  e.g. of a self-supervised model, which this project cannot download."""
 
   def __init__(self, nets, spec, query, mesh):
     super().__init__(nets, spec, query, mesh)
@@ -36,6 +55,29 @@ class _EmbeddingStrategy(base.Strategy):
       return z
 
     self.embeddings = base.PoolScorer(embed, spec, mesh, query.batch_size)   # (M, D)
+    path = self.options.get("embeddings_file", "")
+    self._file_rows = load_embeddings_file(path) if path else None
+
+  def check_pool(self, pool):
+    if self._file_rows is None:
+      return
+    field = f"query.embeddings_file={self.options['embeddings_file']!r}"
+    if pool.source is None:
+      raise UserError(f"{field}: this dataset's pool does not say where its examples "
+                      "come from")
+    if pool.source.max(initial=-1) >= len(self._file_rows):
+      raise UserError(f"{field}: has {len(self._file_rows)} rows, but the pool holds "
+                      f"example {pool.source.max()} of the dataset; give one row per "
+                      "example of its train split (STL-10: train, then test)")
+
+  def pool_points(self, variables, pool) -> jax.Array:
+    """(M, D) on the devices: each pool example's precomputed row, or the network's
+    embedding of it; the padding rows are zeros or embeddings, and never selectable."""
+    if self._file_rows is None:
+      return self.embeddings(variables, pool)
+    points = np.zeros((pool.padded_count, self._file_rows.shape[1]), np.float32)
+    points[:pool.count] = self._file_rows[pool.source]
+    return sharding.replicate(self.mesh, points)
 
 
 # --- Core-set (greedy k-center) -----------------------------------------------------
@@ -85,7 +127,7 @@ class CoreSet(_EmbeddingStrategy):
   config_fields = {"chunk_size": fields.Int(1)}
 
   def select(self, key, variables, pool, is_labeled, query_size):
-    points = self.embeddings(variables, pool)
+    points = self.pool_points(variables, pool)
     labeled = np.flatnonzero(np.asarray(is_labeled))
     min_sq = min_sq_distances_to(points, labeled, self.options["chunk_size"])
     picks = k_center_greedy(points, min_sq, pool.selectable(is_labeled), k=query_size)
@@ -210,7 +252,7 @@ class KMedian(_EmbeddingStrategy):
   config_fields = {"kmedian_iterations": fields.Int(1)}
 
   def select(self, key, variables, pool, is_labeled, query_size):
-    points = self.embeddings(variables, pool)
+    points = self.pool_points(variables, pool)
     picks = k_median(self.mesh, points, pool.selectable(is_labeled), key, k=query_size,
                      iterations=self.options["kmedian_iterations"])
     return sharding.to_host(picks)
