@@ -4,7 +4,8 @@ r"""Runs the Table 4 protocol on Fashion-MNIST: every arm, several seeds, K runs
       [--parallel=2] [--arms=waal,random,...] [--set=train.epochs=2 ...]
 
 The arms (ARMS below): the nine strategies of Table 4 with the paper preset, two
-controls that the paper lacks, and WAAL with the authors' released code (`reference`).
+controls that the paper lacks, and WAAL with the authors' released code (`reference`);
+on request (--arms) also the newer strategies of NEWER_ARMS.
 Each (arm, seed) is a plain experiments.main run in OUT/<arm>/seed_<seed> (the tree
 `--config.seeds` makes), so rerunning the same command resumes every unfinished run
 and leaves finished ones alone. Runs are started seed by seed (seed 0 of every arm
@@ -38,11 +39,16 @@ ARMS = {
                                      "train.adversarial": "wasserstein"}),
     "waal_reference": ("reference", {}),
 }
+# Strategies newer than the paper (issue 12's comparison), run the same way on request.
+NEWER_ARMS = {name: ("paper", {"query.strategy": name})
+              for name in ("badge", "batchbald", "typiclust", "probcover")}
+_ALL_ARMS = {**ARMS, **NEWER_ARMS}
 
 _OUT = flags.DEFINE_string("out", None, "Folder of the arms' trees.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds 0 .. seeds-1 of every arm.")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Runs at once (CPU processes).")
-_ARMS = flags.DEFINE_list("arms", list(ARMS), "Arms to run, in this order within a seed.")
+_ARMS = flags.DEFINE_list("arms", list(ARMS), "Arms to run, in this order within a seed "
+                          f"(default: Table 4's; also {', '.join(NEWER_ARMS)}).")
 _SET = flags.DEFINE_multi_string("set", [], "group.field=value applied to every arm (e.g. a "
                                  "smaller protocol); the value is parsed as the field's type.")
 
@@ -61,7 +67,7 @@ def arm_config(arm: str, seed: int, settings: list):
   """The config of one (arm, seed) run: the arm's preset and overrides, then --set."""
   from experiments.configs import base  # pylint: disable=g-import-not-at-top
   from experiments.configs import fashion_mnist  # pylint: disable=g-import-not-at-top
-  preset, overrides = ARMS[arm]
+  preset, overrides = _ALL_ARMS[arm]
   config = base.apply(fashion_mnist.get_config(preset), overrides)
   for item in settings:
     name, sep, text = item.partition("=")
@@ -78,9 +84,10 @@ def arm_config(arm: str, seed: int, settings: list):
 
 def main(argv):
   del argv
-  unknown = [a for a in _ARMS.value if a not in ARMS]
+  unknown = [a for a in _ARMS.value if a not in _ALL_ARMS]
   if unknown:
-    cli.fail(f"--arms: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    cli.fail(f"--arms: unknown arm(s) {', '.join(unknown)}; choose from "
+             f"{', '.join(_ALL_ARMS)}")
   from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from waal_jax import seed_pool  # pylint: disable=g-import-not-at-top
   from waal_jax import settings as settings_lib  # pylint: disable=g-import-not-at-top
