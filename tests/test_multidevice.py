@@ -76,7 +76,7 @@ def test_every_strategy_selects_the_same_on_1_and_4_devices():
   assert one["score_devices"] == 1 and four["score_devices"] == 4
   labeled = set(one["labeled"])
   from waal_jax import strategies  # pylint: disable=g-import-not-at-top
-  assert len(strategies.names()) == 9
+  assert len(strategies.names()) == 13
   for name in strategies.names():
     chosen = one[name]
     assert len(chosen) == 100 and len(set(chosen)) == 100, name

@@ -400,6 +400,15 @@ class Networks:
     rngs = {"dropout": dropout_key} if train else None
     return self.classifier.apply({"params": params["classifier"]}, z, train=train, rngs=rngs)
 
+  def last_layer_input(self, params, z):
+    """h = relu(Dense_0(z)) (B, hidden): what the classifier's last layer (Dense_1)
+    multiplies in evaluation mode (dropout off), so logits = h @ kernel + bias. BADGE's
+    gradient embeddings are outer products with it. Built as MLPHead builds Dense_0 (the
+    LeNet-5 and VGG heads alike), with its parameters and matmul dtype."""
+    head = self.classifier
+    layer = dense(head.hidden, z.shape[-1], head.init_scheme, "Dense_0", head.matmul_dtype)
+    return nn.relu(layer.apply({"params": params["classifier"]["Dense_0"]}, z))
+
   def critic_logit(self, critic_params, z, *, train: bool = False, dropout_key=None):
     """The critic's pre-sigmoid output (B,); takes the critic's own parameters so that
     jax.grad can target them."""

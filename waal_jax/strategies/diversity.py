@@ -41,7 +41,7 @@ def load_embeddings_file(path: str) -> np.ndarray:
   return rows.astype(np.float32)
 
 
-class _EmbeddingStrategy(base.Strategy):
+class EmbeddingStrategy(base.Strategy):
   """A strategy that works on embeddings of the pool: the trained feature extractor's,
   or (where the strategy declares `embeddings_file` and it is set) precomputed ones,
   e.g. of a self-supervised model, which this project cannot download."""
@@ -122,7 +122,7 @@ def k_center_greedy(points, min_sq, selectable, *, k: int):
 
 
 @base.register
-class CoreSet(_EmbeddingStrategy):
+class CoreSet(EmbeddingStrategy):
   name = "coreset"
   config_fields = {"chunk_size": fields.Int(1)}
 
@@ -247,7 +247,7 @@ def k_median(mesh, points, selectable, key, *, k: int, iterations: int):
 
 
 @base.register
-class KMedian(_EmbeddingStrategy):
+class KMedian(EmbeddingStrategy):
   name = "kmedian"
   config_fields = {"kmedian_iterations": fields.Int(1)}
 
