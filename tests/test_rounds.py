@@ -63,7 +63,9 @@ def test_h_divergence_ablation(strategy, cache_dir, tmp_path):
 
 
 def test_seeds_of_one_experiment_compile_once(cache_dir, tmp_path):
-  """The second seed reuses the first one's trainer and strategy: it lowers nothing."""
+  """The second seed reuses the first one's trainer and strategy: it lowers nothing
+  (the first lowers what earlier tests in the process have not: at least its own
+  trainer's and strategy's closures)."""
   lowered = []
 
   def count(event, duration, **_):
@@ -83,4 +85,4 @@ def test_seeds_of_one_experiment_compile_once(cache_dir, tmp_path):
       assert len(results["rounds"]) == 2
   finally:
     jax.monitoring.unregister_event_duration_listener(count)
-  assert per_seed[0] > 10 and per_seed[1] == 0, per_seed
+  assert per_seed[0] > 0 and per_seed[1] == 0, per_seed
