@@ -76,3 +76,10 @@ def describe_devices() -> str:
   devices = jax.devices()
   kind = devices[0].device_kind if devices[0].platform != "cpu" else "cpu"
   return kind if len(devices) == 1 else f"{len(devices)}x {kind}"
+
+
+def on_one_device(tree):
+  """The arrays, whole, on this process's first device: for sequential (greedy) work,
+  where copies on the other devices would add nothing (simulated CPU devices would
+  share the cores for them) and one device computes the same whatever the mesh."""
+  return jax.device_put(to_host(tree), jax.local_devices()[0])

@@ -22,7 +22,6 @@ import jax.numpy as jnp
 
 from waal_jax import sharding
 from waal_jax.strategies import base
-from waal_jax.strategies import batchbald
 
 
 def gradient_factors(log_probs):
@@ -90,8 +89,8 @@ class Badge(base.Strategy):
     self.factors = base.PoolScorer(factors, spec, mesh, query.batch_size)
 
   def select(self, key, variables, pool, is_labeled, query_size):
-    # The factors, (M, C) and (M, hidden), whole on one device (see on_one_device).
-    f, selectable, key = batchbald.on_one_device(
+    # The factors, (M, C) and (M, hidden), whole on one device (see sharding.on_one_device).
+    f, selectable, key = sharding.on_one_device(
         (self.factors(variables, pool), pool.selectable(is_labeled), key))
     picks = kmeans_pp_seeds(f["a"], f["h"], selectable, key, k=query_size)
     return sharding.to_host(picks)

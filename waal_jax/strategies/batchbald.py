@@ -23,7 +23,7 @@ read H = sum_s w_s (H(q_s(x)) - log p(config_s)), w_s = p(config_s) or 1/S.
 
 Cost per pick: one (S, T) x (T, N C) product and S N C logarithms, S T N C multiply-adds
 (S = 1024, T = 10, the 40K Fashion-MNIST pool: 4.1e9 per pick, 2e12 for a query of 500:
-7.4 minutes on a busy 2-core CPU, 180x WAAL's query; K = 5000 took 51 s).
+182 s on the quiet 2-core CPU, 368x WAAL's query; K = 5000 took 51 s on it busy).
 `batchbald_candidates` K limits N to the K of largest BALD. Memory:
 the candidates' probabilities, N T C, and one block of candidates at a time (S x block x
 C values, _BLOCK_ELEMENTS).
@@ -160,13 +160,6 @@ def batchbald_greedy(log_probs, selectable, key, *, k: int, configurations: int)
   return picks, information
 
 
-def on_one_device(tree):
-  """The arrays, whole, on this process's first device. The greedy is sequential: copies
-  on the other devices would add nothing (simulated CPU devices would share the cores
-  for them), and one device computes the same whatever the mesh."""
-  return jax.device_put(sharding.to_host(tree), jax.local_devices()[0])
-
-
 @base.register
 class BatchBALD(base.Strategy):
   name = "batchbald"
@@ -190,7 +183,7 @@ class BatchBALD(base.Strategy):
 
   def select(self, key, variables, pool, is_labeled, query_size):
     dropout_key, greedy_key = jax.random.split(key)
-    log_probs, selectable, greedy_key = on_one_device(
+    log_probs, selectable, greedy_key = sharding.on_one_device(
         (self.mc_log_probs(variables, pool, dropout_key), pool.selectable(is_labeled),
          greedy_key))
     candidates = jnp.arange(pool.padded_count)

@@ -233,7 +233,7 @@ class ProbCover(diversity.EmbeddingStrategy):
                    "embeddings_file": fields.Text()}
 
   def select(self, key, variables, pool, is_labeled, query_size):
-    selectable = np.asarray(sharding.to_host(pool.selectable(is_labeled)))[:pool.count]
+    selectable = ~np.asarray(is_labeled, bool)      # (N,): the real rows of pool.selectable
     return probcover_picks(self.mesh, self.pool_points(variables, pool), is_labeled,
                            selectable, key, query_size,
                            radius=self.options["probcover_radius"],
