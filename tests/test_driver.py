@@ -107,6 +107,49 @@ def test_kill_and_resume_equals_uninterrupted(uninterrupted, tmp_path):
   assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
 
 
+def test_a_run_without_checkpoints_resumes_from_results_json(uninterrupted, tmp_path):
+  """Only results.json and config.json are committed: a run carried to another machine
+  without its checkpoints continues after its last recorded round, and a finished one is
+  left byte for byte as it is."""
+  reference_dir, cache, _ = uninterrupted
+  finished_dir, partial_dir = tmp_path / "finished", tmp_path / "partial"
+  for workdir in (finished_dir, partial_dir):
+    workdir.mkdir()
+    for name in ("config.json", "results.json"):
+      (workdir / name).write_bytes(open(os.path.join(reference_dir, name), "rb").read())
+  partial = _results(str(partial_dir))
+  partial["rounds"] = partial["rounds"][:2]
+  (partial_dir / "results.json").write_text(json.dumps(partial))
+
+  resumed = run_module("experiments.main", *_main_args(str(partial_dir), cache))
+  assert resumed.returncode == 0, resumed.stderr
+  assert "after round 1 (80 labels) from its results.json" in resumed.stderr
+  assert "round 0/" not in resumed.stderr and "round 2/2: training" in resumed.stderr
+  assert _essentials(_results(str(partial_dir))) == _essentials(_results(reference_dir))
+
+  before = (finished_dir / "results.json").read_bytes()
+  again = run_module("experiments.main", *_main_args(str(finished_dir), cache))
+  assert again.returncode == 0, again.stderr
+  assert "holds a finished run (3 rounds)" in again.stderr and "training" not in again.stderr
+  assert (finished_dir / "results.json").read_bytes() == before
+  assert not (finished_dir / "checkpoints").exists() or not os.listdir(
+      finished_dir / "checkpoints")
+
+
+def test_a_damaged_results_json_without_checkpoints_is_one_line(uninterrupted, tmp_path):
+  reference_dir, cache, _ = uninterrupted
+  workdir = tmp_path / "damaged"
+  workdir.mkdir()
+  (workdir / "config.json").write_bytes(
+      open(os.path.join(reference_dir, "config.json"), "rb").read())
+  text = open(os.path.join(reference_dir, "results.json")).read()
+  (workdir / "results.json").write_text(text[:len(text) // 2])
+  done = run_module("experiments.main", *_main_args(str(workdir), cache))
+  assert done.returncode == 1
+  assert "results.json is damaged" in done.stderr and "Traceback" not in done.stderr
+  assert (workdir / "results.json").read_text() == text[:len(text) // 2]
+
+
 def test_workdir_of_another_config_is_refused_untouched(uninterrupted):
   workdir, cache, _ = uninterrupted
   before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}

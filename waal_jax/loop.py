@@ -196,12 +196,38 @@ class LoopState:
 def _start_or_resume(store: checkpoints.LoopCheckpoints, seed: int, pool_count: int,
                      al: settings_lib.ALSettings, workdir: str, log) -> LoopState:
   restored = store.restore_latest()
-  if restored is None:
-    root_key = jax.random.key(seed)
-    return LoopState(0, initial_labeled(root_key, pool_count, al.initial_labeled), root_key, [])
-  first_round, labeled, root_key, history = restored
-  log(f"resuming {workdir} after round {first_round - 1} ({len(labeled)} labels)")
-  return LoopState(first_round, labeled, root_key, history)
+  if restored is not None:
+    first_round, labeled, root_key, history = restored
+    log(f"resuming {workdir} after round {first_round - 1} ({len(labeled)} labels)")
+    return LoopState(first_round, labeled, root_key, history)
+  root_key = jax.random.key(seed)
+  labeled = initial_labeled(root_key, pool_count, al.initial_labeled)
+  history = _recorded_rounds(workdir)
+  if history:
+    # Every round trains from scratch, so the seed and the batches that results.json
+    # records are all the next round needs: a run whose checkpoints stayed on another
+    # machine (only results.json and config.json are committed) continues, not restarts.
+    labeled = np.concatenate([labeled] + [np.asarray(r["queried_indices"], np.int64)
+                                          for r in history]).astype(labeled.dtype)
+    log(f"resuming {workdir} after round {len(history) - 1} ({len(labeled)} labels) from "
+        f"its {RESULTS_FILE} (no checkpoint)")
+  return LoopState(len(history), labeled, root_key, history)
+
+
+def _recorded_rounds(workdir: str) -> List[dict]:
+  """The rounds results.json holds (none when it is absent); a damaged file is refused."""
+  path = os.path.join(workdir, RESULTS_FILE)
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path) as f:
+      rounds = json.load(f)["rounds"]
+    if any(r["round"] != i for i, r in enumerate(rounds)):
+      raise ValueError("its rounds are not 0, 1, 2, ... in order")
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise UserError(f"{path} is damaged ({e}) and no checkpoint is left to resume from; "
+                    "restore it or use another --workdir") from e
+  return rounds
 
 
 def _query(exp: Experiment, key, variables, labeled: np.ndarray) -> np.ndarray:
@@ -282,7 +308,14 @@ class _OpenRun:
     self.rounds_key = jax.random.fold_in(self.state.root_key, 1)
     self.device, self.software = sharding.describe_devices(), provenance.software()
     self.session_seconds = []
-    self.results = self.write_results()
+    results_path = os.path.join(workdir, RESULTS_FILE)
+    if not self.rounds_left and os.path.exists(results_path):
+      # A finished run is left as it is (its results.json names the code that made it).
+      self.log(f"{workdir} holds a finished run ({len(self.state.history)} rounds)")
+      with open(results_path) as f:
+        self.results = json.load(f)
+    else:
+      self.results = self.write_results()
 
   @property
   def rounds_left(self) -> range:
