@@ -14,7 +14,8 @@ from ml_collections import config_flags
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config name (fashion_mnist, svhn, cifar10, stl10[:reference]) or file.",
+    "config", None, "Config name (fashion_mnist, svhn, cifar10, stl10[:reference], or "
+    "image_folder) or file.",
     lock_config=True)
 
 

@@ -3,9 +3,11 @@ r"""Runs one active-learning experiment.
   python -m experiments.main --config=fashion_mnist --workdir=/tmp/run \
       [--config.al.rounds=2 --config.train.epochs=3 ...]
 
---config takes a name from experiments/configs (fashion_mnist, svhn, cifar10, stl10),
-optionally with `:reference` for the authors' released code, or a path to a config
-file. Rerunning the same command on the same workdir resumes the run.
+--config takes a name from experiments/configs (fashion_mnist, svhn, cifar10, stl10,
+optionally with `:reference` for the authors' released code; image_folder for your own
+images), or a path to a config file. Rerunning the same command on the same workdir resumes the run. With
+--config.al.oracle=human the run stops after each query until a person has labeled it
+(waal_jax/oracle.py), and the same command continues it.
 `--config.seeds=N` runs N repetitions into WORKDIR/seed_<seed>, one after another.
 """
 
@@ -37,7 +39,8 @@ def main(argv):
   if jax.process_index() != 0:
     return
   for results in repetitions:
-    if results["rounds"]:
+    # (A run waiting for a person's labels has said what to do; it is not done.)
+    if len(results["rounds"]) == results["config"]["al"]["rounds"] + 1:
       final = results["rounds"][-1]
       cli.log(f"done: seed {results['config']['seed']}: test accuracy "
               f"{final['test_accuracy']:.4f} with {final['num_labeled']} labels")

@@ -83,7 +83,7 @@ def test_paper_preset_differs_from_reference_in_the_listed_fields_only():
 
 
 def test_config_names_resolve():
-  assert cli.config_names() == sorted(CONFIGS)
+  assert cli.config_names() == sorted([*CONFIGS, "image_folder"])   # the paper's, the user's
   assert cli.resolve_config_argument("svhn:reference").endswith(
       os.path.join("configs", "svhn.py") + ":reference")
 

@@ -32,6 +32,9 @@ ADDED_FIELDS = {
     "query.typiclust_max_clusters": 500, "query.typiclust_neighbors": 20,
     "query.kmeans_iterations": 20, "query.probcover_radius": 0.0,
     "query.probcover_purity": 0.95, "query.embeddings_file": "",
+    # The user's own data and the human oracle (issue 13).
+    "data.path": "", "data.image_size": 0, "data.val_fraction": 0.1,
+    "data.test_fraction": 0.2, "al.oracle": "simulated",
 }
 OWNER_FILE = "config.json"
 

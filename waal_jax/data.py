@@ -46,6 +46,11 @@ class DatasetSpec:
   per_class: tuple = ()          # stl10: (pool, val, test) examples per class
   test_count: int = 0            # test examples (Table 2)
   manual_files: str = ""         # what manual_dir must hold (for error messages)
+  class_names: tuple = ()        # the labels a person gives (al.oracle=human); () = 0..K-1
+
+  @property
+  def label_names(self) -> tuple:
+    return self.class_names or tuple(str(c) for c in range(self.num_classes))
 
 
 SPECS = {
@@ -94,12 +99,23 @@ class Splits:
   # STL-10 its train then test split): the same example has the same position in every
   # seed's pool, so precomputed per-example data (query.embeddings_file) can be indexed.
   pool_source: Optional[np.ndarray] = None
+  # The user's own data (waal_jax/user_data.py): each pool image's file, shown to the
+  # person who labels it; and the pool indices labeled at round 0 when the dataset says
+  # which (its unlabeled images are the rest of the pool), else None: drawn at random.
+  pool_files: Optional[np.ndarray] = None
+  initial_labeled: Optional[np.ndarray] = None
+
+
+# The user's own images (data.path): their spec is known only once they are read.
+USER_DATASET = "image_folder"
+DATASET_NAMES = tuple(sorted(SPECS)) + (USER_DATASET,)
+UNKNOWN_LABEL = -1              # pool labels of images nobody has labeled yet
 
 
 def get_spec(name: str) -> DatasetSpec:
   if name not in SPECS:
     raise UserError(f"data.name: unknown dataset {name!r}; choose one of "
-                    f"{', '.join(sorted(SPECS))}")
+                    f"{', '.join(DATASET_NAMES)}")
   return SPECS[name]
 
 
@@ -471,6 +487,61 @@ def synthetic_splits(spec: DatasetSpec, *, seed: int, pool_size: int = -1) -> Sp
     parts += [rng.integers(0, 256, (n, *spec.image_shape), dtype=np.uint8),
               rng.integers(0, spec.num_classes, n).astype(np.int32)]
   return Splits(spec, *parts, source="synthetic random images")
+
+
+def user_splits(images, *, seed: int, val_fraction: float, test_fraction: float,
+                pool_size: int = -1, val_size: int = -1) -> Splits:
+  """The splits of the user's own images (waal_jax.user_data.UserImages).
+
+  Validation and test are the given ones, else drawn from train/ per class with the
+  fractions; the rest of train/ is the pool, then the unlabeled images. With unlabeled
+  images, the train/ part of the pool is the round-0 labeled set.
+  """
+  rng = np.random.default_rng([seed, 0x5EED])
+  labels = images.train_labels
+  drawn = {"val": [], "test": []}
+  pool_idx = []
+  for c in range(len(images.class_names)):
+    members = rng.permutation(np.flatnonzero(labels == c))
+    start = 0
+    for part, fraction in (("test", test_fraction), ("val", val_fraction)):
+      if getattr(images, part) is None:
+        count = int(round(len(members) * fraction))
+        drawn[part].append(members[start:start + count])
+        start += count
+    pool_idx.append(members[start:])
+  pool_idx = rng.permutation(np.concatenate(pool_idx))
+
+  def part(name):
+    given = getattr(images, name)
+    if given is not None:
+      return given
+    idx = np.sort(np.concatenate(drawn[name])).astype(np.int64)
+    return images.train_images[idx], labels[idx]
+
+  val, test = part("val"), part("test")
+  for name, split in (("validation", val), ("test", test)):
+    if len(split[1]) == 0:
+      raise UserError(f"data.path: no {name} images: give a {name[:4]}/ folder or raise "
+                      f"data.{name[:4]}_fraction")
+  count = len(images.unlabeled_files)
+  if count and pool_size != -1:
+    raise UserError(f"data.pool_size={pool_size}: must be -1 with unlabeled images (the pool "
+                    "is all of them)")
+  kept = _subset_indices(len(pool_idx), pool_size, rng, "data.pool_size")
+  pool_idx = pool_idx[kept]
+  pool_images = np.concatenate([images.train_images[pool_idx], images.unlabeled_images])
+  pool_labels = np.concatenate([labels[pool_idx], np.full(count, UNKNOWN_LABEL, np.int32)])
+  val = _subset(val, val_size, rng, "data.val_size")
+  pixels = pool_images.reshape(-1, pool_images.shape[-1]).astype(np.float64) / 255.0
+  spec = DatasetSpec(USER_DATASET, pool_images.shape[1:], len(images.class_names),
+                     tuple(pixels.mean(0)), tuple(np.maximum(pixels.std(0), 1e-3)), "user",
+                     class_names=tuple(images.class_names))
+  return Splits(spec, pool_images, pool_labels, *val, *test, source=images.source,
+                pool_source=np.concatenate([pool_idx, len(labels) + np.arange(count)]),
+                pool_files=np.concatenate([images.train_files[pool_idx],
+                                           images.unlabeled_files]),
+                initial_labeled=np.arange(len(pool_idx)) if count else None)
 
 
 def load(name: str, *, seed: int, data_dir: Optional[str] = None,

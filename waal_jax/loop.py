@@ -19,11 +19,13 @@ import numpy as np
 from waal_jax import checkpoints
 from waal_jax import data as data_lib
 from waal_jax import models
+from waal_jax import oracle
 from waal_jax import provenance
 from waal_jax import settings as settings_lib
 from waal_jax import sharding
 from waal_jax import strategies
 from waal_jax import train as train_lib
+from waal_jax import user_data
 from waal_jax.errors import UserError
 
 RESULTS_FILE = "results.json"
@@ -66,12 +68,23 @@ class Experiment:
 
 def load_splits(data: settings_lib.DataSettings, seed: int,
                 log: Callable[[str], None] = logging.info) -> data_lib.Splits:
-  """The dataset and Table 2 splits that the data settings and the seed describe,
-  normalised as data.mean / data.std say."""
-  splits = data_lib.load(
-      data.name, seed=seed, data_dir=data.data_dir or None,
-      manual_dir=data.manual_dir or None, cache_dir=data.cache_dir or None,
-      download=data.download, pool_size=data.pool_size, val_size=data.val_size, log=log)
+  """The dataset and Table 2 splits (or the user's images and their splits) that the
+  data settings and the seed describe, normalised as data.mean / data.std say."""
+  if data.name == data_lib.USER_DATASET:
+    images = user_data.load(data.path, data.image_size,
+                            data.cache_dir or data_lib.default_cache_dir(), log)
+    splits = data_lib.user_splits(images, seed=seed, val_fraction=data.val_fraction,
+                                  test_fraction=data.test_fraction, pool_size=data.pool_size,
+                                  val_size=data.val_size)
+    log(f"{data.path}: {splits.spec.num_classes} classes, "
+        f"{'x'.join(map(str, splits.spec.image_shape))} images: pool {len(splits.pool_labels)}"
+        f" ({int((splits.pool_labels == data_lib.UNKNOWN_LABEL).sum())} unlabeled), "
+        f"validation {len(splits.val_labels)}, test {len(splits.test_labels)}")
+  else:
+    splits = data_lib.load(
+        data.name, seed=seed, data_dir=data.data_dir or None,
+        manual_dir=data.manual_dir or None, cache_dir=data.cache_dir or None,
+        download=data.download, pool_size=data.pool_size, val_size=data.val_size, log=log)
   return dataclasses.replace(splits, spec=data_lib.with_normalization(splits.spec, data.mean,
                                                                       data.std))
 
@@ -95,6 +108,16 @@ def build(config, log: Callable[[str], None] = logging.info,
   settings = settings_lib.resolve(config)
   if splits is None:
     splits = load_splits(settings.data, settings.seed, log)
+  settings = settings_lib.for_data(settings, splits.spec)
+  unknown = int((splits.pool_labels == data_lib.UNKNOWN_LABEL).sum())
+  if unknown and settings.al.oracle != "human":
+    raise UserError(f"data.path={settings.data.path} has {unknown} unlabeled images: only a "
+                    "person can label them; set al.oracle=human")
+  if splits.initial_labeled is not None:   # The dataset says which images are labeled.
+    log(f"the {len(splits.initial_labeled)} labeled images of train/ are round 0's labeled set "
+        f"(al.initial_labeled={settings.al.initial_labeled} does not apply)")
+    settings = dataclasses.replace(settings, al=dataclasses.replace(
+        settings.al, initial_labeled=len(splits.initial_labeled)))
   pool_count = len(splits.pool_labels)
   settings_lib.check_budget(settings.al, pool_count)
   # Everything the trainer and the strategy are built from; the seed is not in it.
@@ -193,7 +216,7 @@ class LoopState:
   history: List[dict]
 
 
-def _start_or_resume(store: checkpoints.LoopCheckpoints, seed: int, pool_count: int,
+def _start_or_resume(store: checkpoints.LoopCheckpoints, seed: int, splits: data_lib.Splits,
                      al: settings_lib.ALSettings, workdir: str, log) -> LoopState:
   restored = store.restore_latest()
   if restored is not None:
@@ -201,7 +224,8 @@ def _start_or_resume(store: checkpoints.LoopCheckpoints, seed: int, pool_count: 
     log(f"resuming {workdir} after round {first_round - 1} ({len(labeled)} labels)")
     return LoopState(first_round, labeled, root_key, history)
   root_key = jax.random.key(seed)
-  labeled = initial_labeled(root_key, pool_count, al.initial_labeled)
+  labeled = (splits.initial_labeled if splits.initial_labeled is not None else
+             initial_labeled(root_key, len(splits.pool_labels), al.initial_labeled))
   history = _recorded_rounds(workdir)
   if history:
     # Every round trains from scratch, so the seed and the batches that results.json
@@ -275,9 +299,10 @@ def _finish_round(exp: Experiment, round_index: int, query_key, labeled: np.ndar
       "train_seconds": fit.seconds,
       "query_seconds": query_seconds,
       "queried_indices": queried.tolist(),
-      # Provenance: how the bought batch spreads over the classes.
-      "queried_class_counts": np.bincount(exp.splits.pool_labels[queried],
-                                          minlength=exp.splits.spec.num_classes).tolist(),
+      # Provenance: how the bought batch spreads over the classes (a person's labels:
+      # filled in once they come, see _OpenRun.take_human_labels).
+      "queried_class_counts": (None if exp.al.oracle == "human" else np.bincount(
+          exp.splits.pool_labels[queried], minlength=exp.splits.spec.num_classes).tolist()),
       "eval_seconds": eval_seconds,
       "epochs_trained": len(fit.epochs),
       "best_epoch": fit.best_epoch,
@@ -302,9 +327,10 @@ class _OpenRun:
     if not owned and self.lead:  # Only a config that has passed every check claims it.
       checkpoints.claim_workdir(workdir, self.config_dict)
     self.store = checkpoints.LoopCheckpoints(workdir)
-    self.state = _start_or_resume(self.store, self.exp.settings.seed,
-                                  len(self.exp.splits.pool_labels), self.exp.al, workdir,
-                                  self.log)
+    self.state = _start_or_resume(self.store, self.exp.settings.seed, self.exp.splits,
+                                  self.exp.al, workdir, self.log)
+    if self.exp.al.oracle == "human":   # Checked before anything in the workdir changes.
+      self.take_human_labels()
     self.rounds_key = jax.random.fold_in(self.state.root_key, 1)
     self.device, self.software = sharding.describe_devices(), provenance.software()
     self.session_seconds = []
@@ -320,6 +346,47 @@ class _OpenRun:
   @property
   def rounds_left(self) -> range:
     return range(self.state.first_round + len(self.session_seconds), self.exp.al.rounds + 1)
+
+  def take_human_labels(self) -> None:
+    """Puts the labels a person gave (earlier rounds' as recorded, the last round's from
+    its answers file) into the pool labels the next round trains with."""
+    exp, indices, labels = self.exp, [], []
+    for record in self.state.history:
+      if not record["queried_indices"]:
+        continue
+      if record.get("queried_labels") is None:
+        if record is not self.state.history[-1]:
+          raise UserError(f"{self.workdir}: round {record['round']}'s labels are missing "
+                          "from its records")
+        self.ask_for_labels(record)
+        answers = oracle.read_answers(self.workdir, record["round"], record["queried_indices"],
+                                      exp.splits.spec.label_names)
+        self.log(f"{len(answers)} labels of round {record['round']} read from "
+                 f"{oracle.answers_path(self.workdir, record['round'])}")
+        record["queried_labels"] = answers.tolist()
+        record["queried_class_counts"] = np.bincount(
+            answers, minlength=exp.splits.spec.num_classes).tolist()
+      indices += record["queried_indices"]
+      labels += record["queried_labels"]
+    if indices:
+      pool_labels = exp.splits.pool_labels.copy()
+      pool_labels[np.asarray(indices)] = labels
+      exp.splits = dataclasses.replace(exp.splits, pool_labels=pool_labels)
+      exp.device_data = dataclasses.replace(exp.device_data, pool_labels=sharding.replicate(
+          exp.mesh, pool_labels.astype(np.int32)))
+
+  def ask_for_labels(self, record: dict) -> str:
+    """Writes the round's to-label file (unless it is there); returns the line to show."""
+    oracle.write_request(self.workdir, record["round"], record["queried_indices"],
+                         self.exp.splits)
+    return oracle.instructions(self.workdir, record["round"], len(record["queried_indices"]),
+                               self.exp.splits.spec.label_names)
+
+  @property
+  def waits_for_labels(self) -> bool:
+    return self.exp.al.oracle == "human" and bool(self.state.history) and \
+        self.state.history[-1].get("queried_labels") is None and \
+        bool(self.state.history[-1]["queried_indices"])
 
   def round_key(self, round_index: int):
     return jax.random.fold_in(self.rounds_key, round_index)
@@ -364,6 +431,9 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
     record, variables = _run_round(one.exp, round_index, one.round_key(round_index),
                                    one.state.labeled, one.log)
     one.finish_round(round_index, record, variables, time.time() - round_start)
+    if one.waits_for_labels:      # A person labels this round's query; the run stops.
+      one.log(one.ask_for_labels(record))
+      break
   one.close()
   return one.results
 

@@ -26,7 +26,11 @@ def _checked(field_type):
 
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
-  name: str = _checked(fields.Choice(tuple(sorted(data_lib.SPECS))))
+  name: str = _checked(fields.Choice(data_lib.DATASET_NAMES))
+  path: str = _checked(fields.Text())
+  image_size: int = _checked(fields.Int(0))
+  val_fraction: float = _checked(fields.Float(0.0, 0.9))
+  test_fraction: float = _checked(fields.Float(0.0, 0.9))
   data_dir: str = _checked(fields.Text())
   manual_dir: str = _checked(fields.Text())
   cache_dir: str = _checked(fields.Text())
@@ -39,7 +43,7 @@ class DataSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSettings:
-  name: str = _checked(fields.Choice(("lenet5", "vgg16")))
+  name: str = _checked(fields.Choice(("auto", "lenet5", "vgg16")))
   head_hidden: int = _checked(fields.Int(1))
   feature_dim: int = _checked(fields.Int(0))
   dropout: float = _checked(fields.Float(0.0, 0.99))
@@ -94,6 +98,7 @@ class ALSettings:
   initial_labeled: int = _checked(fields.Int(1))
   query_size: int = _checked(fields.Int(1))
   rounds: int = _checked(fields.Int(0))
+  oracle: str = _checked(fields.Choice(("simulated", "human")))
 
   @property
   def final_budget(self) -> int:
@@ -179,17 +184,42 @@ def resolve(config) -> Settings:
       distributed=fields.Bool().check("distributed", _get(config, "distributed")),
       data=data, model=model, train=_train_settings(config),
       al=_read(ALSettings, config, "al"), query=_query_settings(config))
-  spec = data_lib.get_spec(data.name)
+  if settings.al.oracle == "human" and (settings.seeds > 1 or settings.parallel_seeds > 1):
+    fields.fail("al.oracle", "human", "runs one seed at a time (seeds=1, parallel_seeds=1): "
+                "a person labels one run's queries")
+  if data.name != data_lib.USER_DATASET:
+    return for_data(settings, data_lib.get_spec(data.name))
+  if not data.path:
+    fields.fail("data.path", data.path, "give the folder (train/<class>/*.png|jpg) or the "
+                ".npz of your images")
+  if data.val_fraction + data.test_fraction >= 1.0:
+    fields.fail("data.val_fraction", data.val_fraction, f"with data.test_fraction="
+                f"{data.test_fraction} it leaves no training images")
+  return settings   # The rest is checked once the images are read (for_data).
+
+
+def for_data(settings: Settings, spec: data_lib.DatasetSpec) -> Settings:
+  """Checks the fields that depend on the images against the dataset and resolves
+  model.name=auto: LeNet-5 for 28x28 grayscale images, VGG16-BN otherwise."""
+  data, model = settings.data, settings.model
+  shape = "x".join(map(str, spec.image_shape))
   channels = spec.image_shape[-1]
   for name in ("mean", "std"):
     value = getattr(data, name)
     if value and len(value) != channels:
       fields.fail(f"data.{name}", value, f"give {channels} value(s), one per channel of "
                   f"{spec.name}, or () for the dataset's own statistics")
+  if model.name == "auto":
+    model = dataclasses.replace(
+        model, name="lenet5" if spec.image_shape == (28, 28, 1) else "vgg16")
   if model.name == "lenet5" and spec.image_shape != (28, 28, 1):
-    fields.fail("model.name", "lenet5", f"takes 28x28x1 images; {spec.name} has "
-                f"{'x'.join(map(str, spec.image_shape))} (use vgg16)")
-  return settings
+    fields.fail("model.name", "lenet5", f"takes 28x28x1 images; {spec.name} has {shape} "
+                "(use vgg16)")
+  height, width = spec.image_shape[:2]
+  if model.name == "vgg16" and (height % 32 or width % 32):
+    fields.fail("model.name", "vgg16", f"halves the image five times, so its sides must be "
+                f"multiples of 32; {spec.name} has {shape} (set data.image_size, e.g. 32)")
+  return dataclasses.replace(settings, model=model)
 
 
 def check_budget(al: ALSettings, pool_count: int) -> None:

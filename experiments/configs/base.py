@@ -28,7 +28,16 @@ def get_base_config() -> ml_collections.ConfigDict:
   #                                       (cluster from SLURM / MPI / TPU, or README).
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = ""                 # tfds name: fashion_mnist, svhn_cropped, cifar10, stl10.
+  config.data.name = ""                 # tfds name: fashion_mnist, svhn_cropped, cifar10, stl10;
+  #                                       or image_folder: the user's images at data.path.
+  config.data.path = ""                 # image_folder: a folder (train/<class>/*.png|jpg,
+  #                                       optional val/, test/, unlabeled/) or an .npz
+  #                                       (x_train, y_train, x_test, y_test, ...).
+  config.data.image_size = 0            # image_folder: resize every image to this many pixels
+  #                                       square; 0 = keep them (they must share one size).
+  config.data.val_fraction = 0.1        # image_folder without val/: share of each class of
+  #                                       train/ held out for validation.
+  config.data.test_fraction = 0.2       # image_folder without test/: share held out for test.
   config.data.data_dir = ""             # tfds data_dir; "" = the tfds default (~/tensorflow_datasets).
   config.data.manual_dir = ""           # Folder with the original files, for offline use.
   config.data.cache_dir = ""            # Cache of loaded arrays; "" = ~/.cache/waal_jax.
@@ -40,7 +49,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.data.std = ()                  # Per-channel divisor after that; () = the dataset's.
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = "lenet5"          # Feature extractor: lenet5 or vgg16.
+  config.model.name = "lenet5"          # Feature extractor: lenet5, vgg16, or auto (lenet5
+  #                                       for 28x28 grayscale images, else vgg16).
   config.model.head_hidden = 50         # Hidden units of the classifier and critic heads (G.2).
   config.model.feature_dim = 0          # vgg16: dense layer to this many features; 0 = none.
   config.model.dropout = 0.5            # Dropout rate in both heads (G.2).
@@ -103,6 +113,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.al.initial_labeled = 1000      # Labels at round 0 (Table 2).
   config.al.query_size = 500            # Labels bought per round, B (Table 2).
   config.al.rounds = 10                 # Query rounds; results hold rounds + 1 entries.
+  config.al.oracle = "simulated"        # Who labels the queries: simulated (the labels the
+  #                                       dataset already has: the paper's experiments) or
+  #                                       human (the run writes WORKDIR/to_label/round_<n>.csv,
+  #                                       stops, and continues once WORKDIR/labels/round_<n>.csv
+  #                                       gives them).
 
   config.query = ml_collections.ConfigDict()
   config.query.strategy = "waal"        # waal, random, least_confidence, margin, entropy,

@@ -1,0 +1,82 @@
+r"""Writes a built-in dataset as an image folder (`--config=image_folder`), to try it on.
+
+  python -m experiments.export_images --dataset=fashion_mnist --out=DIR \
+      [--train=5000] [--val=1000] [--test=10000] [--unlabeled=0] [--seed=0]
+
+DIR gets train/<class>/, val/<class>/ (if --val), test/<class>/ (if --test) and
+unlabeled/ (if --unlabeled) of PNGs named <index>.png, drawn at random without
+overlap: train, val and unlabeled from the dataset's train split, test from its test
+split. Class folders take the dataset's class names where this file knows them.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from experiments import cli
+
+# Folder names of the classes (tfds' label names).
+CLASS_NAMES = {
+    "fashion_mnist": ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal",
+                      "shirt", "sneaker", "bag", "ankle_boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                "ship", "truck"),
+}
+
+_DATASET = flags.DEFINE_string("dataset", "fashion_mnist", "Built-in dataset (data.name).")
+_OUT = flags.DEFINE_string("out", None, "Folder to write; must not exist yet.")
+_TRAIN = flags.DEFINE_integer("train", 5000, "Labeled images in train/.")
+_VAL = flags.DEFINE_integer("val", 1000, "Images in val/ (0: none, the run draws them).")
+_TEST = flags.DEFINE_integer("test", 10000, "Images in test/ (0: none, the run draws them).")
+_UNLABELED = flags.DEFINE_integer("unlabeled", 0, "Images in unlabeled/, without class.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seeds the draw.")
+
+
+def export(raw, class_names, out: str, counts: dict, seed: int) -> None:
+  """Writes the folder; counts: {"train", "val", "test", "unlabeled"} -> images."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  order = rng.permutation(len(raw.train_labels))
+  drawn, start = {}, 0
+  for part in ("train", "val", "unlabeled"):
+    drawn[part] = order[start:start + counts[part]]
+    start += counts[part]
+  if start > len(order) or counts["test"] > len(raw.test_labels):
+    raise ValueError(f"asked for more images than the dataset has ({len(order)} train, "
+                     f"{len(raw.test_labels)} test)")
+  drawn["test"] = rng.permutation(len(raw.test_labels))[:counts["test"]]
+  for part, indices in drawn.items():
+    images, labels = ((raw.test_images, raw.test_labels) if part == "test"
+                      else (raw.train_images, raw.train_labels))
+    for index in indices:
+      folder = (os.path.join(out, part) if part == "unlabeled"
+                else os.path.join(out, part, class_names[labels[index]]))
+      os.makedirs(folder, exist_ok=True)
+      image = images[index]
+      Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+          os.path.join(folder, f"{index}.png"))
+
+
+def main(argv):
+  del argv
+  if os.path.exists(_OUT.value):
+    cli.fail(f"--out: {_OUT.value} exists already; give a new folder")
+  from waal_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    spec = data_lib.get_spec(_DATASET.value)
+    raw = data_lib.load_raw(_DATASET.value)
+    names = CLASS_NAMES.get(_DATASET.value) or spec.label_names
+    counts = {"train": _TRAIN.value, "val": _VAL.value, "test": _TEST.value,
+              "unlabeled": _UNLABELED.value}
+    export(raw, names, _OUT.value, counts, _SEED.value)
+  except (UserError, ValueError) as e:
+    cli.fail(str(e))
+  cli.log(f"wrote {sum(counts.values())} images ({', '.join(f'{k} {v}' for k, v in counts.items())})"
+          f" of {_DATASET.value} to {_OUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.make_flags_parser("out", config=False))
