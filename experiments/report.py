@@ -22,7 +22,8 @@ ablation and "+match_pool" for baselines trained with WAAL's number of steps. Wr
                       histogram of the queried batch
   OUT/summary.json    the numbers of report.md
 
-Means are over seeds; std is the sample standard deviation (ddof=1; 0 for one seed).
+Only finished runs (every round of their protocol in results.json) are counted; the
+others are listed at the end of report.md. Means are over seeds; std is the sample standard deviation (ddof=1; 0 for one seed).
 """
 
 import collections
@@ -58,6 +59,13 @@ class Run:
   seed: int
   protocol: str                       # what must be equal for runs to be averaged
   rounds: List[dict]
+  rounds_planned: int = 0             # al.rounds + 1
+
+  @property
+  def finished(self) -> bool:
+    """Whether every round of its protocol is in (a run still going, or cut short and
+    committed to be resumed, is not)."""
+    return len(self.rounds) == self.rounds_planned
 
 
 def arm_name(config: dict) -> str:
@@ -101,7 +109,8 @@ def find_runs(workdirs: List[str]) -> List[Run]:
           results = json.load(f)
         config = results["config"]
         runs.append(Run(path, config["data"]["name"], arm_name(config), int(config["seed"]),
-                        _protocol(config), results["rounds"]))
+                        _protocol(config), results["rounds"],
+                        rounds_planned=int(config["al"]["rounds"]) + 1))
       except (OSError, ValueError, KeyError, TypeError) as e:
         raise ReportError(f"{path}: not a waal_jax results.json ({e})") from e
   return runs
@@ -393,8 +402,12 @@ def penalty_table(wins: Dict[str, Dict[str, int]]) -> List[str]:
 
 
 def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None) -> dict:
-  """Reads the runs and writes the report into `out`; returns summary.json's content."""
-  runs = find_runs(workdirs)
+  """Reads the runs and writes the report into `out`; returns summary.json's content.
+  Only finished runs count; unfinished ones are listed."""
+  found = find_runs(workdirs)
+  runs = [run for run in found if run.finished]
+  if not runs:
+    raise ReportError(f"--workdirs: none of the {len(found)} runs has finished")
   summary = summarise(runs)
   seeds = seed_accuracies(runs)
   timing = time_spent(runs)
@@ -434,6 +447,13 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None)
               for a, t in ((a, timing[dataset][a]) for a in _ordered(timing[dataset]))] + [""]
   if benchmark:
     lines += ["## Query time (Table 1)", ""] + query_time_table(benchmark) + [""]
+  unfinished = [run for run in found if not run.finished]
+  if unfinished:
+    lines += ["Not counted: runs still going or stopped to be resumed (rounds done of "
+              "rounds planned):", ""]
+    lines += [f"- {run.dataset} / {run.arm} / seed {run.seed}: {len(run.rounds)} of "
+              f"{run.rounds_planned}" for run in sorted(unfinished, key=lambda r: (
+                  r.dataset, r.arm, r.seed))] + [""]
   lines += ["Per round: [provenance.md](provenance.md).", ""]
   with open(os.path.join(out, "report.md"), "w") as f:
     f.write("\n".join(lines))

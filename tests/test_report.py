@@ -94,6 +94,16 @@ def test_mixed_protocols_and_bad_folders_are_one_line(workdirs, tmp_path):
   assert done.stderr.strip().splitlines()[-1] == f"error: --workdirs: {tmp_path / 'nothing'} is not a folder"
 
 
+def test_unfinished_runs_are_listed_not_counted(workdirs, tmp_path):
+  # A third WAAL seed with 2 of its 3 rounds: it would move the 1,000-label mean.
+  _fabricate(tmp_path / "waal" / "seed_2", "waal", 2, [0.10, 0.20], rounds=2)
+  out = tmp_path / "report"
+  content = report.write_report(workdirs, str(out))
+  assert content["fashion_mnist"]["waal"]["seeds"] == [0, 1]
+  assert content["fashion_mnist"]["waal"]["accuracy"]["1000"][0] == pytest.approx(72.0)
+  assert "- fashion_mnist / waal / seed 2: 2 of 3" in (out / "report.md").read_text()
+
+
 def test_paired_t_by_hand():
   # Differences 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.4641 with 2 degrees of
   # freedom, whose two-sided p has the closed form 1 - t / sqrt(2 + t^2) = 0.074180.

@@ -1,15 +1,19 @@
 #!/bin/sh
 # The full Table 4 protocol on Fashion-MNIST (paper Tables 2/3: the whole 40K pool,
 # 1,000 labels +500 a round to 6,000, up to 80 epochs a round with the early-stopping
-# rule), every arm of experiments/table4.py, seeds 0-4, two runs at once as pinned
-# one-thread processes (this project's CPU machine has 2 cores). Within a seed the arms
-# start longest first (seed 0's hours: waal 1.2, random_wasserstein 1.2, ... dbal 0.2),
-# so the runs still going when a machine is taken away are short ones. Rerunning
-# resumes: from the checkpoints, or from results.json where only it was committed.
+# rule), every arm of experiments/table4.py, seeds 0-4, and the four strategies newer
+# than the paper (BADGE, BatchBALD, TypiClust, ProbCover) with seeds 0-2. Two runs at
+# once as pinned one-thread processes (this project's CPU machine has 2 cores). Runs go
+# seed by seed; within a seed the arms start longest first (seed 0's hours: waal 1.2,
+# random_wasserstein 1.2, ... dbal 0.2), so the runs still going when a machine is
+# taken away are short ones. Rerunning resumes: from the checkpoints, or from
+# results.json where only it was committed.
 #   sh results/fashion_mnist_full/run.sh
 set -eu
 cd "$(dirname "$0")/../.."
 OUT=results/fashion_mnist_full
 ARMS=waal_reference,waal,random_wasserstein,random_match_pool,deepfool,kmedian,entropy,\
 coreset,least_confidence,margin,random,dbal
+NEWER=batchbald,probcover,typiclust,badge
+python -m experiments.table4 --out=$OUT --seeds=3 --parallel=2 --arms=$ARMS,$NEWER
 python -m experiments.table4 --out=$OUT --seeds=5 --parallel=2 --arms=$ARMS
