@@ -303,3 +303,26 @@ def test_simulated_round_on_a_folder_and_its_bad_inputs(tmp_path):
                                                "--config.al.oracle=human"))
   assert done.returncode == 1 and "v.jpg does not decode as an image" in done.stderr
   assert "Traceback" not in done.stderr and not os.path.exists(tmp_path / "w3")
+
+
+def test_export_images_writes_a_folder_that_loads_back(tmp_path):
+  from experiments import export_images  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  raw = data_lib.RawData(rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8),
+                         np.arange(40, dtype=np.int32) % 3,
+                         rng.integers(0, 256, (10, 28, 28, 1), dtype=np.uint8),
+                         np.arange(10, dtype=np.int32) % 3, source="test arrays")
+  out = str(tmp_path / "exported")
+  export_images.export(raw, CLASSES, out, {"train": 12, "val": 6, "test": 9, "unlabeled": 5},
+                       seed=0)
+  images = user_data.load(out, 0, str(tmp_path / "cache"))
+  assert (len(images.train_labels), len(images.val[1]), len(images.test[1]),
+          len(images.unlabeled_files)) == (12, 6, 9, 5)
+  # Each file is named after its index in the dataset and holds that image, in the
+  # class folder of its label; train and unlabeled never share an image.
+  for path, image, label in zip(images.train_files, images.train_images, images.train_labels):
+    index = int(os.path.basename(path)[:-4])
+    assert np.array_equal(image, raw.train_images[index]) and label == raw.train_labels[index]
+  names = [os.path.basename(p) for p in images.train_files] + [
+      os.path.basename(p) for p in images.unlabeled_files]
+  assert len(set(names)) == 17
