@@ -358,7 +358,8 @@ class _OpenRun:
         if record is not self.state.history[-1]:
           raise UserError(f"{self.workdir}: round {record['round']}'s labels are missing "
                           "from its records")
-        self.ask_for_labels(record)
+        if not os.path.exists(oracle.answers_path(self.workdir, record["round"])):
+          self.ask_for_labels(record)    # (again, if a kill cut its writing short)
         answers = oracle.read_answers(self.workdir, record["round"], record["queried_indices"],
                                       exp.splits.spec.label_names)
         self.log(f"{len(answers)} labels of round {record['round']} read from "
@@ -384,9 +385,10 @@ class _OpenRun:
 
   @property
   def waits_for_labels(self) -> bool:
-    return self.exp.al.oracle == "human" and bool(self.state.history) and \
-        self.state.history[-1].get("queried_labels") is None and \
-        bool(self.state.history[-1]["queried_indices"])
+    """Whether the last round's query waits for a person's labels."""
+    last = self.state.history[-1] if self.state.history else None
+    return (self.exp.al.oracle == "human" and last is not None
+            and bool(last["queried_indices"]) and last.get("queried_labels") is None)
 
   def round_key(self, round_index: int):
     return jax.random.fold_in(self.rounds_key, round_index)
