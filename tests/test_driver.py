@@ -26,6 +26,20 @@ def _results(workdir):
     return json.load(f)
 
 
+def _wait_for_rounds(workdir, process, rounds=1):
+  """Polls results.json until it holds `rounds` rounds; returns how many it saw."""
+  results_path = os.path.join(workdir, "results.json")
+  deadline = time.time() + 300
+  finished = 0
+  while time.time() < deadline and process.poll() is None:
+    if os.path.exists(results_path):
+      finished = len(_results(workdir)["rounds"])
+      if finished >= rounds:
+        break
+    time.sleep(0.02)
+  return finished
+
+
 def _essentials(results):
   """What must be identical between a resumed and an uninterrupted run."""
   return [(r["round"], r["num_labeled"], r["test_accuracy"], r["val_accuracy"],
@@ -82,24 +96,21 @@ def test_kill_and_resume_equals_uninterrupted(uninterrupted, tmp_path):
   process = subprocess.Popen([sys.executable, "-m", "experiments.main",
                               *_main_args(workdir, cache)], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  results_path = os.path.join(workdir, "results.json")
-  deadline = time.time() + 300
-  finished = 0
-  while time.time() < deadline and process.poll() is None:
-    if os.path.exists(results_path):
-      finished = len(_results(workdir)["rounds"])
-      if finished >= 1:
-        break
-    time.sleep(0.02)
+  finished = _wait_for_rounds(workdir, process)
   process.send_signal(signal.SIGKILL)
   process.wait()
   assert finished == 1, "the run should be killed after its first round"
   assert len(_results(workdir)["rounds"]) < 3
+  # Its lock is left behind, and taken over: the kernel released it with the process.
+  with open(os.path.join(workdir, "run.lock")) as f:
+    assert f.read().startswith(f"process {process.pid} on ")
 
   resumed = run_module("experiments.main", *_main_args(workdir, cache))
   assert resumed.returncode == 0, resumed.stderr
+  assert f"taking over the lock of process {process.pid} on " in resumed.stderr
   assert "resuming" in resumed.stderr
   assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
+  assert not os.path.exists(os.path.join(workdir, "run.lock"))
 
   # A finished run rerun does nothing more and changes nothing.
   again = run_module("experiments.main", *_main_args(workdir, cache))

@@ -1,4 +1,5 @@
-"""Orbax checkpoints of the round loop, and the rule that a workdir belongs to one config.
+"""Orbax checkpoints of the round loop, the rule that a workdir belongs to one config,
+and the lock that lets one run at a time use it.
 
 A checkpoint is written after every finished round and holds all that the next round
 needs: the labeled pool indices in the order they were bought, the root PRNG key, the
@@ -7,9 +8,12 @@ writes into a temporary folder and renames it, so a run killed at any moment lea
 the previous checkpoint intact.
 """
 
+import fcntl
 import json
 import os
-from typing import Any, Optional, Tuple
+import socket
+import time
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import numpy as np
@@ -34,6 +38,7 @@ ADDED_FIELDS = {
     "query.probcover_purity": 0.95, "query.embeddings_file": "",
 }
 OWNER_FILE = "config.json"
+LOCK_FILE = "run.lock"
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -92,6 +97,64 @@ def write_json_atomically(path: str, payload: Any) -> None:
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+class WorkdirLock:
+  """One run per workdir: an exclusive flock on WORKDIR/run.lock, taken before anything
+  in the workdir is read or written and held until `release`.
+
+  The kernel drops a flock when its process ends, however it ends, so the lock of a
+  run killed with kill -9 is simply taken by the rerun; the process and host written
+  into the file only name the holder in a refusal (and, left behind by a killed run,
+  show that it was taken over). A refused run changes nothing in the workdir.
+  """
+
+  def __init__(self, workdir: str, log: Callable[[str], None]):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._made_workdir = not os.path.isdir(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    while True:
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        holder = _read_lock(fd) or "another process"
+        os.close(fd)
+        raise UserError(f"--workdir {workdir} is in use by {holder} ({self.path}); wait "
+                        "for that run to end or stop it, or use another --workdir") from None
+      try:
+        if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+          break
+      except FileNotFoundError:
+        pass
+      os.close(fd)   # Its holder removed the file as it released it: lock the new one.
+    previous = _read_lock(fd)
+    if previous:
+      log(f"{workdir}: taking over the lock of {previous}, which ended without releasing it")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"process {os.getpid()} on {socket.gethostname()} since "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    self._fd = fd
+
+  def release(self) -> None:
+    """Removes the file (a run that ended normally leaves none) and unlocks."""
+    if self._fd is None:
+      return
+    try:
+      os.unlink(self.path)   # Before unlocking: a run that opened it meanwhile sees it gone.
+    except FileNotFoundError:
+      pass
+    os.close(self._fd)
+    self._fd = None
+    if self._made_workdir:   # A run refused before writing anything leaves no folder.
+      try:
+        os.rmdir(os.path.dirname(self.path))
+      except OSError:
+        pass
+
+
+def _read_lock(fd: int) -> str:
+  return os.pread(fd, 500, 0).decode(errors="replace").strip()
 
 
 class LoopCheckpoints:

@@ -6,6 +6,7 @@ it continues after the last finished round and ends as an uninterrupted run woul
 because every random draw of round r comes from fold_in(root key, r).
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -288,8 +289,9 @@ def _finish_round(exp: Experiment, round_index: int, query_key, labeled: np.ndar
 
 
 class _OpenRun:
-  """One run's workdir, experiment and progress: claimed, resumed, and advanced round
-  by round (each finished round is checkpointed and written to results.json)."""
+  """One run's workdir, experiment and progress: locked, claimed, resumed, and advanced
+  round by round (each finished round is checkpointed and written to results.json);
+  `close` (or the end of a `with`) releases it."""
 
   def __init__(self, config, workdir: str, log, shared: Optional[dict] = None):
     # With several processes (hosts), all compute; the first one writes and reports.
@@ -297,6 +299,17 @@ class _OpenRun:
     self.log = log if self.lead else (lambda _: None)
     settings_lib.resolve(config)     # A bad field is refused before the workdir is read.
     self.workdir, self.config_dict = workdir, _config_dict(config)
+    # One run at a time per workdir, from before anything in it is read to the end.
+    self.lock = checkpoints.WorkdirLock(workdir, self.log) if self.lead else None
+    self.store = None
+    try:
+      self._open(config, shared)
+    except BaseException:
+      self.close()
+      raise
+
+  def _open(self, config, shared: Optional[dict]) -> None:
+    workdir = self.workdir
     owned = checkpoints.check_workdir(workdir, self.config_dict)
     self.exp = build(config, self.log, shared=shared)
     if not owned and self.lead:  # Only a config that has passed every check claims it.
@@ -348,7 +361,20 @@ class _OpenRun:
              f"{record['train_seconds']:.1f}s, query {record['query_seconds']:.2f}s{eta}")
 
   def close(self) -> None:
-    self.store.close()
+    """Closes the checkpoints and releases the workdir (also after an error or a stop)."""
+    try:
+      if self.store is not None:
+        self.store.close()
+        self.store = None
+    finally:
+      if self.lock is not None:
+        self.lock.release()
+
+  def __enter__(self) -> "_OpenRun":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
 
 
 def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
@@ -358,14 +384,13 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
   Returns the content of results.json. Bad input raises errors.UserError. `shared`:
   see `build`.
   """
-  one = _OpenRun(config, workdir, log or logging.info, shared)
-  for round_index in one.rounds_left:
-    round_start = time.time()
-    record, variables = _run_round(one.exp, round_index, one.round_key(round_index),
-                                   one.state.labeled, one.log)
-    one.finish_round(round_index, record, variables, time.time() - round_start)
-  one.close()
-  return one.results
+  with _OpenRun(config, workdir, log or logging.info, shared) as one:
+    for round_index in one.rounds_left:
+      round_start = time.time()
+      record, variables = _run_round(one.exp, round_index, one.round_key(round_index),
+                                     one.state.labeled, one.log)
+      one.finish_round(round_index, record, variables, time.time() - round_start)
+    return one.results
 
 
 def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
@@ -374,30 +399,28 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
   seed axis (train.SeedBatchTrainer); queries and evaluation run seed by seed. Seeds
   that stand at different rounds (an interrupted mixed tree) run one after another."""
   shared = {} if shared is None else shared    # One compilation serves every seed.
-  runs = [_OpenRun(config, workdir, _prefixed(log, config.seed), shared)
-          for config, workdir in zip(configs, workdirs)]
-  if len({tuple(one.rounds_left) for one in runs}) > 1:
-    log("the seeds stand at different rounds: running them one after another")
-    for one in runs:
-      one.close()
-    return [run(config, workdir, _prefixed(log, config.seed), shared)
+  with contextlib.ExitStack() as opened:
+    runs = [opened.enter_context(_OpenRun(config, workdir, _prefixed(log, config.seed), shared))
             for config, workdir in zip(configs, workdirs)]
-  trainer = runs[0].exp.trainer                  # (the same object for every seed)
-  batch = shared.setdefault(("seed batch", id(trainer)), train_lib.SeedBatchTrainer(trainer))
-  data = batch.stack_data([one.exp.device_data for one in runs])
-  for round_index in runs[0].rounds_left:
-    round_start = time.time()
-    keys = [jax.random.split(one.round_key(round_index)) for one in runs]
-    for one in runs:
-      _log_round_start(one.exp, round_index, one.state.labeled, one.log)
-    fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
-                     runs[0].exp.al.query_size, [one.log for one in runs])
-    for one, key, fit in zip(runs, keys, fits):
-      record, variables = _finish_round(one.exp, round_index, key[1], one.state.labeled, fit)
-      one.finish_round(round_index, record, variables, time.time() - round_start)
-  for one in runs:
-    one.close()
-  return [one.results for one in runs]
+    if len({tuple(one.rounds_left) for one in runs}) > 1:
+      log("the seeds stand at different rounds: running them one after another")
+      opened.close()
+      return [run(config, workdir, _prefixed(log, config.seed), shared)
+              for config, workdir in zip(configs, workdirs)]
+    trainer = runs[0].exp.trainer                  # (the same object for every seed)
+    batch = shared.setdefault(("seed batch", id(trainer)), train_lib.SeedBatchTrainer(trainer))
+    data = batch.stack_data([one.exp.device_data for one in runs])
+    for round_index in runs[0].rounds_left:
+      round_start = time.time()
+      keys = [jax.random.split(one.round_key(round_index)) for one in runs]
+      for one in runs:
+        _log_round_start(one.exp, round_index, one.state.labeled, one.log)
+      fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
+                       runs[0].exp.al.query_size, [one.log for one in runs])
+      for one, key, fit in zip(runs, keys, fits):
+        record, variables = _finish_round(one.exp, round_index, key[1], one.state.labeled, fit)
+        one.finish_round(round_index, record, variables, time.time() - round_start)
+    return [one.results for one in runs]
 
 
 def _prefixed(log, seed: int):
