@@ -161,6 +161,33 @@ def test_a_damaged_results_json_without_checkpoints_is_one_line(uninterrupted, t
   assert (workdir / "results.json").read_text() == text[:len(text) // 2]
 
 
+def test_divergence_is_one_line_and_keeps_the_finished_rounds(uninterrupted, tmp_path):
+  """A run of learning rate 1e9 that finished round 0 (made from the uninterrupted one:
+  the rate plays no part in what results.json records) diverges in round 1."""
+  reference_dir, cache, _ = uninterrupted
+  workdir = str(tmp_path / "diverging")
+  os.makedirs(workdir)
+  with open(os.path.join(reference_dir, "config.json")) as f:
+    config = json.load(f)
+  config["train"]["learning_rate"] = 1e9
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(config, f)
+  recorded = _results(reference_dir)
+  recorded["rounds"] = recorded["rounds"][:1]
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(recorded, f)
+  done = run_module("experiments.main",
+                    *_main_args(workdir, cache, "--config.train.learning_rate=1e9"))
+  assert done.returncode == 1 and "Traceback" not in done.stderr
+  assert done.stderr.strip().splitlines()[-1] == (
+      "error: training diverged at round 1, epoch 1: loss nan; lower train.learning_rate "
+      "(1e+09 now) and use another --workdir (this one keeps round 0; the same command "
+      "would diverge again)")
+  assert _results(workdir)["rounds"] == recorded["rounds"]
+  assert not os.listdir(os.path.join(workdir, "checkpoints"))
+  assert not os.path.exists(os.path.join(workdir, "run.lock"))
+
+
 def test_workdir_of_another_config_is_refused_untouched(uninterrupted):
   workdir, cache, _ = uninterrupted
   before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}

@@ -246,8 +246,24 @@ def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log)
   """Trains, tests and (but in the last round) queries; returns (record, network)."""
   train_key, query_key = jax.random.split(key)
   _log_round_start(exp, round_index, labeled, log)
-  fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log)
+  try:
+    fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log)
+  except train_lib.Diverged as e:
+    raise _diverged(exp, round_index, e) from None
   return _finish_round(exp, round_index, query_key, labeled, fit)
+
+
+def _diverged(exp: Experiment, round_index: int, error: train_lib.Diverged,
+              which: str = "") -> UserError:
+  """A config whose training diverges is refused in one line. Nothing of the round was
+  written; the run is deterministic, so the same command would diverge again."""
+  kept = ("this one belongs to this config" if round_index == 0 else
+          f"this one keeps round {round_index - 1}" if round_index == 1 else
+          f"this one keeps rounds 0-{round_index - 1}")
+  return UserError(
+      f"{which}training diverged at round {round_index}, epoch {error.epoch}: loss "
+      f"{error.loss}; lower train.learning_rate ({exp.settings.train.learning_rate:g} now) "
+      f"and use another --workdir ({kept}; the same command would diverge again)")
 
 
 def _log_round_start(exp: Experiment, round_index: int, labeled: np.ndarray, log) -> None:
@@ -415,8 +431,12 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
       keys = [jax.random.split(one.round_key(round_index)) for one in runs]
       for one in runs:
         _log_round_start(one.exp, round_index, one.state.labeled, one.log)
-      fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
-                       runs[0].exp.al.query_size, [one.log for one in runs])
+      try:
+        fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
+                         runs[0].exp.al.query_size, [one.log for one in runs])
+      except train_lib.Diverged as e:
+        raise _diverged(runs[e.seed_index].exp, round_index, e,
+                        f"seed {configs[e.seed_index].seed}: ") from None
       for one, key, fit in zip(runs, keys, fits):
         record, variables = _finish_round(one.exp, round_index, key[1], one.state.labeled, fit)
         one.finish_round(round_index, record, variables, time.time() - round_start)
