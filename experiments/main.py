@@ -5,7 +5,8 @@ r"""Runs one active-learning experiment.
 
 --config takes a name from experiments/configs (fashion_mnist, svhn, cifar10, stl10),
 optionally with `:reference` for the authors' released code, or a path to a config
-file. Rerunning the same command on the same workdir resumes the run.
+file. Rerunning the same command on the same workdir resumes the run (also after
+Ctrl-C, SIGTERM, kill -9 or a damaged checkpoint); one run at a time may use a workdir.
 `--config.seeds=N` runs N repetitions into WORKDIR/seed_<seed>, one after another.
 """
 
@@ -45,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.make_flags_parser("workdir"))
+  app.run(cli.stoppable(main), flags_parser=cli.make_flags_parser("workdir"))

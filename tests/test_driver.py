@@ -4,9 +4,11 @@ Plumbing only, so on synthetic Fashion-MNIST-shaped images (conftest): these run
 machine without the Debian dataset package too.
 """
 
+import glob
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -186,6 +188,66 @@ def test_divergence_is_one_line_and_keeps_the_finished_rounds(uninterrupted, tmp
   assert _results(workdir)["rounds"] == recorded["rounds"]
   assert not os.listdir(os.path.join(workdir, "checkpoints"))
   assert not os.path.exists(os.path.join(workdir, "run.lock"))
+
+
+def _listing(workdir):
+  """Every file below `workdir` with its size and modification time."""
+  return {path: (os.stat(path).st_size, os.stat(path).st_mtime_ns)
+          for path in glob.glob(os.path.join(workdir, "**"), recursive=True)}
+
+
+@pytest.fixture(scope="module")
+def stopped_in_round_1(uninterrupted, tmp_path_factory):
+  """A run frozen (SIGSTOP) once its round 0 is written; a second run on its workdir
+  meanwhile; then SIGTERM to the first, which acts as it continues, in round 1; then
+  the same command again."""
+  _, cache, _ = uninterrupted
+  workdir = str(tmp_path_factory.mktemp("stopped") / "run")
+  first = subprocess.Popen([sys.executable, "-m", "experiments.main",
+                            *_main_args(workdir, cache)], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  finished = _wait_for_rounds(workdir, first)
+  first.send_signal(signal.SIGSTOP)
+  before = _listing(workdir)
+  second = run_module("experiments.main", *_main_args(workdir, cache))
+  after = _listing(workdir)
+  first.send_signal(signal.SIGTERM)
+  first.send_signal(signal.SIGCONT)
+  first_stderr = first.communicate(timeout=120)[1]
+  assert finished == 1, first_stderr
+  stopped = {"rounds": len(_results(workdir)["rounds"]),
+             "lock_left": os.path.exists(os.path.join(workdir, "run.lock"))}
+  rerun = run_module("experiments.main", *_main_args(workdir, cache))
+  return {"workdir": workdir, "first": first, "first_stderr": first_stderr,
+          "second": second, "before": before, "after": after, "stopped": stopped,
+          "rerun": rerun}
+
+
+def test_a_second_run_on_a_running_workdir_is_refused_untouched(stopped_in_round_1):
+  run = stopped_in_round_1
+  second = run["second"]
+  assert second.returncode == 1 and "Traceback" not in second.stderr
+  lines = second.stderr.strip().splitlines()
+  assert len(lines) == 1, second.stderr
+  assert lines[0].startswith(
+      f"error: --workdir {run['workdir']} is in use by process {run['first'].pid} on "
+      f"{socket.gethostname()} since "), lines[0]
+  assert run["after"] == run["before"]
+
+
+def test_sigterm_is_one_line_and_the_rerun_equals_uninterrupted(uninterrupted,
+                                                                 stopped_in_round_1):
+  run = stopped_in_round_1
+  assert run["first"].returncode == 143
+  assert "Traceback" not in run["first_stderr"]
+  assert run["first_stderr"].strip().splitlines()[-1] == (
+      "stopped by SIGTERM: the finished rounds are kept; rerun the same command to resume")
+  assert run["stopped"] == {"rounds": 1, "lock_left": False}
+  rerun = run["rerun"]
+  assert rerun.returncode == 0, rerun.stderr
+  assert f"resuming {run['workdir']} after round 0 (60 labels)\n" in rerun.stderr
+  assert "round 0/" not in rerun.stderr
+  assert _essentials(_results(run["workdir"])) == _essentials(_results(uninterrupted[0]))
 
 
 def test_workdir_of_another_config_is_refused_untouched(uninterrupted):

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from waal_jax import interrupts
 from waal_jax.errors import UserError
 
 # Fields that say where the data are or how the same numbers are computed, not what is
@@ -92,11 +93,12 @@ def claim_workdir(workdir: str, config_dict: dict) -> None:
 
 def write_json_atomically(path: str, payload: Any) -> None:
   tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=1)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  with interrupts.held():         # (a stop would leave the temporary file behind)
+    with open(tmp, "w") as f:
+      json.dump(payload, f, indent=1)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 class WorkdirLock:
@@ -169,11 +171,12 @@ class LoopCheckpoints:
            variables: dict) -> None:
     loop = {"labeled": np.asarray(labeled, np.int32),
             "rng": np.asarray(jax.random.key_data(root_key))}
-    self._manager.save(finished_rounds, args=ocp.args.Composite(
-        loop=ocp.args.StandardSave(loop),
-        history=ocp.args.JsonSave(history),
-        model=ocp.args.StandardSave(jax.device_get(variables))))
-    self._manager.wait_until_finished()
+    with interrupts.held():
+      self._manager.save(finished_rounds, args=ocp.args.Composite(
+          loop=ocp.args.StandardSave(loop),
+          history=ocp.args.JsonSave(history),
+          model=ocp.args.StandardSave(jax.device_get(variables))))
+      self._manager.wait_until_finished()
 
   def restore_latest(self) -> Optional[Tuple[int, np.ndarray, Any, list]]:
     """(finished rounds, labeled indices, root key, history), or None if there is none."""
