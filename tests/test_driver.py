@@ -1,4 +1,5 @@
-"""The driver end to end: results.json, resume after kill -9, and every bad input.
+"""The driver end to end: results.json, resume after kill -9, SIGTERM, divergence or a
+damaged checkpoint, one run per workdir, and every bad input.
 
 Plumbing only, so on synthetic Fashion-MNIST-shaped images (conftest): these run on a
 machine without the Debian dataset package too.
@@ -7,6 +8,7 @@ machine without the Debian dataset package too.
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +28,16 @@ def _main_args(workdir, cache_dir, *extra):
 def _results(workdir):
   with open(os.path.join(workdir, "results.json")) as f:
     return json.load(f)
+
+
+def _copy_run(source, workdir, rounds=None):
+  """A copy of the run in `source` whose results.json keeps only its first `rounds`."""
+  shutil.copytree(source, workdir)
+  if rounds is not None:
+    results = _results(workdir)
+    results["rounds"] = results["rounds"][:rounds]
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f)
 
 
 def _wait_for_rounds(workdir, process, rounds=1):
@@ -149,18 +161,53 @@ def test_a_run_without_checkpoints_resumes_from_results_json(uninterrupted, tmp_
       finished_dir / "checkpoints")
 
 
-def test_a_damaged_results_json_without_checkpoints_is_one_line(uninterrupted, tmp_path):
+@pytest.mark.parametrize("checkpoints", ["none", "damaged"])
+def test_a_damaged_results_json_without_usable_checkpoints_is_one_line(
+    uninterrupted, tmp_path, checkpoints):
   reference_dir, cache, _ = uninterrupted
   workdir = tmp_path / "damaged"
-  workdir.mkdir()
-  (workdir / "config.json").write_bytes(
-      open(os.path.join(reference_dir, "config.json"), "rb").read())
+  if checkpoints == "none":
+    workdir.mkdir()
+    (workdir / "config.json").write_bytes(
+        open(os.path.join(reference_dir, "config.json"), "rb").read())
+  else:
+    _copy_run(reference_dir, str(workdir))
+    for step in (2, 3):
+      os.remove(workdir / "checkpoints" / str(step) / "loop" / "_METADATA")
   text = open(os.path.join(reference_dir, "results.json")).read()
   (workdir / "results.json").write_text(text[:len(text) // 2])
   done = run_module("experiments.main", *_main_args(str(workdir), cache))
   assert done.returncode == 1
-  assert "results.json is damaged" in done.stderr and "Traceback" not in done.stderr
+  line = done.stderr.strip().splitlines()[-1]
+  assert line.startswith(f"error: {workdir}/results.json is damaged"), done.stderr
+  assert "Traceback" not in done.stderr
+  if checkpoints == "damaged":
+    assert "no checkpoint is usable (checkpoint 3 cannot be read" in line
+    assert f"{workdir}/checkpoints/2/loop: Metadata file" in line
   assert (workdir / "results.json").read_text() == text[:len(text) // 2]
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_round(uninterrupted, tmp_path):
+  """Killed after its checkpoint of round 2 but before results.json had round 1, whose
+  newest checkpoint was then truncated: the rerun resumes from checkpoint 2 (the
+  furthest usable), says why, replaces checkpoint 3 and ends as an uninterrupted run."""
+  reference_dir, cache, _ = uninterrupted
+  workdir = str(tmp_path / "truncated")
+  _copy_run(reference_dir, workdir, rounds=1)
+  [damaged] = glob.glob(os.path.join(workdir, "checkpoints", "3", "loop", "d", "*"))
+  with open(damaged, "r+b") as f:
+    f.truncate(os.path.getsize(damaged) // 2)
+  resumed = run_module("experiments.main", *_main_args(workdir, cache))
+  assert resumed.returncode == 0, resumed.stderr
+  assert "Traceback" not in resumed.stderr
+  assert (f"resuming {workdir} after round 1 (80 labels) from checkpoint 2: checkpoint 3 "
+          f"cannot be read ({damaged}: ") in resumed.stderr
+  assert "round 1/2: training" not in resumed.stderr
+  assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
+  from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  store = checkpoints.LoopCheckpoints(workdir)
+  assert store.steps() == [2, 3] and len(store.restore(3)[2]) == 3
+  store.close()
 
 
 def test_divergence_is_one_line_and_keeps_the_finished_rounds(uninterrupted, tmp_path):
@@ -382,6 +429,9 @@ def test_a_failing_parallel_seed_loses_no_other(seeds_in_turn, tmp_path):
   assert done.returncode == 1
   last = done.stderr.strip().splitlines()[-1]
   assert last.startswith("error: seed(s) 6 failed") and "rerun the same command" in last
+  # Seed 6 ends in one line: nothing to resume from, and it does not restart over it.
+  assert "seed 6: error: checkpoint 2 cannot be read" in done.stderr
+  assert "Traceback" not in done.stderr
   assert _essentials(_results(os.path.join(parallel_tree, "seed_5"))) == _essentials(
       _results(os.path.join(tree, "seed_5")))
 

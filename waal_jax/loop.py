@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import jax
 import numpy as np
@@ -196,39 +196,60 @@ class LoopState:
 
 def _start_or_resume(store: checkpoints.LoopCheckpoints, seed: int, pool_count: int,
                      al: settings_lib.ALSettings, workdir: str, log) -> LoopState:
-  restored = store.restore_latest()
-  if restored is not None:
-    first_round, labeled, root_key, history = restored
-    log(f"resuming {workdir} after round {first_round - 1} ({len(labeled)} labels)")
-    return LoopState(first_round, labeled, root_key, history)
+  """The state after the last finished round that the newest usable checkpoint or
+  results.json records, whichever is further; round 0 when neither records any. A
+  damaged checkpoint is passed over (and said so); when it leaves nothing to resume
+  from, the run is refused rather than restarted over it."""
+  recorded, results_damage = _recorded_rounds(workdir)
+  damaged, steps = [], store.steps()
+  for step in reversed(steps):
+    if step < len(recorded):
+      break                      # results.json records more rounds (and the same state)
+    try:
+      labeled, root_key, history = store.restore(step)
+    except checkpoints.DamagedCheckpoint as e:
+      damaged.append(str(e))
+      continue
+    log(f"resuming {workdir} after round {step - 1} ({len(labeled)} labels)"
+        + (f" from checkpoint {step}: {'; '.join(damaged)}" if damaged else "")
+        + (f"; {results_damage}, so it is rewritten" if results_damage else ""))
+    return LoopState(step, labeled, root_key, history)
+  damage = "; ".join(damaged)
   root_key = jax.random.key(seed)
   labeled = initial_labeled(root_key, pool_count, al.initial_labeled)
-  history = _recorded_rounds(workdir)
-  if history:
+  if recorded:
     # Every round trains from scratch, so the seed and the batches that results.json
     # records are all the next round needs: a run whose checkpoints stayed on another
     # machine (only results.json and config.json are committed) continues, not restarts.
     labeled = np.concatenate([labeled] + [np.asarray(r["queried_indices"], np.int64)
-                                          for r in history]).astype(labeled.dtype)
-    log(f"resuming {workdir} after round {len(history) - 1} ({len(labeled)} labels) from "
-        f"its {RESULTS_FILE} (no checkpoint)")
-  return LoopState(len(history), labeled, root_key, history)
+                                          for r in recorded]).astype(labeled.dtype)
+    log(f"resuming {workdir} after round {len(recorded) - 1} ({len(labeled)} labels) from "
+        f"its {RESULTS_FILE} ({damage or ('older checkpoints' if steps else 'no checkpoint')})")
+  elif results_damage:
+    raise UserError(f"{results_damage} and " + (
+        f"no checkpoint is usable ({damage})" if damaged else
+        "no checkpoint is left to resume from") + "; restore it or use another --workdir")
+  elif damaged:
+    raise UserError(f"{damage}, and {RESULTS_FILE} records no finished round: nothing to "
+                    "resume from; use another --workdir, or delete "
+                    f"{os.path.join(workdir, 'checkpoints')} to start again from round 0")
+  return LoopState(len(recorded), labeled, root_key, recorded)
 
 
-def _recorded_rounds(workdir: str) -> List[dict]:
-  """The rounds results.json holds (none when it is absent); a damaged file is refused."""
+def _recorded_rounds(workdir: str) -> Tuple[List[dict], str]:
+  """The rounds results.json holds (none when it is absent), and what is wrong with it
+  when it is damaged (else "")."""
   path = os.path.join(workdir, RESULTS_FILE)
   if not os.path.exists(path):
-    return []
+    return [], ""
   try:
     with open(path) as f:
       rounds = json.load(f)["rounds"]
     if any(r["round"] != i for i, r in enumerate(rounds)):
       raise ValueError("its rounds are not 0, 1, 2, ... in order")
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise UserError(f"{path} is damaged ({e}) and no checkpoint is left to resume from; "
-                    "restore it or use another --workdir") from e
-  return rounds
+    return [], f"{path} is damaged ({e})"
+  return rounds, ""
 
 
 def _query(exp: Experiment, key, variables, labeled: np.ndarray) -> np.ndarray:
