@@ -3,8 +3,10 @@
 Every bad flag ends in one line on stderr and exit status 2, never a usage dump.
 """
 
+import functools
 import importlib.util
 import os
+import signal
 import sys
 import time
 
@@ -105,6 +107,25 @@ def _unknown_override(argv) -> str:
 def fail(message: str, status: int = 1) -> None:
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(status)
+
+
+def stoppable(main):
+  """`main` for absl.app.run, ended by SIGINT (Ctrl-C) or SIGTERM with one line saying
+  how to resume and the conventional exit status 128 + the signal (130, 143)."""
+
+  @functools.wraps(main)
+  def wrapped(argv):
+    from waal_jax import interrupts  # pylint: disable=g-import-not-at-top
+    interrupts.stop_on_signals()
+    try:
+      return main(argv)
+    except KeyboardInterrupt as e:
+      signum = getattr(e, "signum", signal.SIGINT)
+      print(f"stopped by {signal.Signals(signum).name}: the finished rounds are kept; rerun "
+            "the same command to resume", file=sys.stderr, flush=True)
+      sys.exit(128 + signum)
+
+  return wrapped
 
 
 def start_distributed() -> None:

@@ -5,9 +5,11 @@ r"""Runs one active-learning experiment.
 
 --config takes a name from experiments/configs (fashion_mnist, svhn, cifar10, stl10,
 optionally with `:reference` for the authors' released code; image_folder for your own
-images), or a path to a config file. Rerunning the same command on the same workdir resumes the run. With
---config.al.oracle=human the run stops after each query until a person has labeled it
-(waal_jax/oracle.py), and the same command continues it.
+images), or a path to a config file. Rerunning the same command on the same workdir
+resumes the run (also after Ctrl-C, SIGTERM, kill -9 or a damaged checkpoint); one run
+at a time may use a workdir. With --config.al.oracle=human the run stops after each
+query until a person has labeled it (waal_jax/oracle.py), and the same command
+continues it.
 `--config.seeds=N` runs N repetitions into WORKDIR/seed_<seed>, one after another.
 """
 
@@ -48,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.make_flags_parser("workdir"))
+  app.run(cli.stoppable(main), flags_parser=cli.make_flags_parser("workdir"))

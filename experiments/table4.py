@@ -112,4 +112,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.make_flags_parser("out", config=False))
+  app.run(cli.stoppable(main), flags_parser=cli.make_flags_parser("out", config=False))

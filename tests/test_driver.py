@@ -1,12 +1,16 @@
-"""The driver end to end: results.json, resume after kill -9, and every bad input.
+"""The driver end to end: results.json, resume after kill -9, SIGTERM, divergence or a
+damaged checkpoint, one run per workdir, and every bad input.
 
 Plumbing only, so on synthetic Fashion-MNIST-shaped images (conftest): these run on a
 machine without the Debian dataset package too.
 """
 
+import glob
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +28,30 @@ def _main_args(workdir, cache_dir, *extra):
 def _results(workdir):
   with open(os.path.join(workdir, "results.json")) as f:
     return json.load(f)
+
+
+def _copy_run(source, workdir, rounds=None):
+  """A copy of the run in `source` whose results.json keeps only its first `rounds`."""
+  shutil.copytree(source, workdir)
+  if rounds is not None:
+    results = _results(workdir)
+    results["rounds"] = results["rounds"][:rounds]
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f)
+
+
+def _wait_for_rounds(workdir, process, rounds=1):
+  """Polls results.json until it holds `rounds` rounds; returns how many it saw."""
+  results_path = os.path.join(workdir, "results.json")
+  deadline = time.time() + 300
+  finished = 0
+  while time.time() < deadline and process.poll() is None:
+    if os.path.exists(results_path):
+      finished = len(_results(workdir)["rounds"])
+      if finished >= rounds:
+        break
+    time.sleep(0.02)
+  return finished
 
 
 def _essentials(results):
@@ -82,24 +110,21 @@ def test_kill_and_resume_equals_uninterrupted(uninterrupted, tmp_path):
   process = subprocess.Popen([sys.executable, "-m", "experiments.main",
                               *_main_args(workdir, cache)], cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  results_path = os.path.join(workdir, "results.json")
-  deadline = time.time() + 300
-  finished = 0
-  while time.time() < deadline and process.poll() is None:
-    if os.path.exists(results_path):
-      finished = len(_results(workdir)["rounds"])
-      if finished >= 1:
-        break
-    time.sleep(0.02)
+  finished = _wait_for_rounds(workdir, process)
   process.send_signal(signal.SIGKILL)
   process.wait()
   assert finished == 1, "the run should be killed after its first round"
   assert len(_results(workdir)["rounds"]) < 3
+  # Its lock is left behind, and taken over: the kernel released it with the process.
+  with open(os.path.join(workdir, "run.lock")) as f:
+    assert f.read().startswith(f"process {process.pid} on ")
 
   resumed = run_module("experiments.main", *_main_args(workdir, cache))
   assert resumed.returncode == 0, resumed.stderr
+  assert f"taking over the lock of process {process.pid} on " in resumed.stderr
   assert "resuming" in resumed.stderr
   assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
+  assert not os.path.exists(os.path.join(workdir, "run.lock"))
 
   # A finished run rerun does nothing more and changes nothing.
   again = run_module("experiments.main", *_main_args(workdir, cache))
@@ -136,18 +161,140 @@ def test_a_run_without_checkpoints_resumes_from_results_json(uninterrupted, tmp_
       finished_dir / "checkpoints")
 
 
-def test_a_damaged_results_json_without_checkpoints_is_one_line(uninterrupted, tmp_path):
+@pytest.mark.parametrize("checkpoints", ["none", "damaged"])
+def test_a_damaged_results_json_without_usable_checkpoints_is_one_line(
+    uninterrupted, tmp_path, checkpoints):
   reference_dir, cache, _ = uninterrupted
   workdir = tmp_path / "damaged"
-  workdir.mkdir()
-  (workdir / "config.json").write_bytes(
-      open(os.path.join(reference_dir, "config.json"), "rb").read())
+  if checkpoints == "none":
+    workdir.mkdir()
+    (workdir / "config.json").write_bytes(
+        open(os.path.join(reference_dir, "config.json"), "rb").read())
+  else:
+    _copy_run(reference_dir, str(workdir))
+    for step in (2, 3):
+      os.remove(workdir / "checkpoints" / str(step) / "loop" / "_METADATA")
   text = open(os.path.join(reference_dir, "results.json")).read()
   (workdir / "results.json").write_text(text[:len(text) // 2])
   done = run_module("experiments.main", *_main_args(str(workdir), cache))
   assert done.returncode == 1
-  assert "results.json is damaged" in done.stderr and "Traceback" not in done.stderr
+  line = done.stderr.strip().splitlines()[-1]
+  assert line.startswith(f"error: {workdir}/results.json is damaged"), done.stderr
+  assert "Traceback" not in done.stderr
+  if checkpoints == "damaged":
+    assert "no checkpoint is usable (checkpoint 3 cannot be read" in line
+    assert f"{workdir}/checkpoints/2/loop: Metadata file" in line
   assert (workdir / "results.json").read_text() == text[:len(text) // 2]
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_round(uninterrupted, tmp_path):
+  """Killed after its checkpoint of round 2 but before results.json had round 1, whose
+  newest checkpoint was then truncated: the rerun resumes from checkpoint 2 (the
+  furthest usable), says why, replaces checkpoint 3 and ends as an uninterrupted run."""
+  reference_dir, cache, _ = uninterrupted
+  workdir = str(tmp_path / "truncated")
+  _copy_run(reference_dir, workdir, rounds=1)
+  [damaged] = glob.glob(os.path.join(workdir, "checkpoints", "3", "loop", "d", "*"))
+  with open(damaged, "r+b") as f:
+    f.truncate(os.path.getsize(damaged) // 2)
+  resumed = run_module("experiments.main", *_main_args(workdir, cache))
+  assert resumed.returncode == 0, resumed.stderr
+  assert "Traceback" not in resumed.stderr
+  assert (f"resuming {workdir} after round 1 (80 labels) from checkpoint 2: checkpoint 3 "
+          f"cannot be read ({damaged}: ") in resumed.stderr
+  assert "round 1/2: training" not in resumed.stderr
+  assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
+  from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  store = checkpoints.LoopCheckpoints(workdir)
+  assert store.steps() == [2, 3] and len(store.restore(3)[2]) == 3
+  store.close()
+
+
+def test_divergence_is_one_line_and_keeps_the_finished_rounds(uninterrupted, tmp_path):
+  """A run of learning rate 1e9 that finished round 0 (made from the uninterrupted one:
+  the rate plays no part in what results.json records) diverges in round 1."""
+  reference_dir, cache, _ = uninterrupted
+  workdir = str(tmp_path / "diverging")
+  os.makedirs(workdir)
+  with open(os.path.join(reference_dir, "config.json")) as f:
+    config = json.load(f)
+  config["train"]["learning_rate"] = 1e9
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    json.dump(config, f)
+  recorded = _results(reference_dir)
+  recorded["rounds"] = recorded["rounds"][:1]
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(recorded, f)
+  done = run_module("experiments.main",
+                    *_main_args(workdir, cache, "--config.train.learning_rate=1e9"))
+  assert done.returncode == 1 and "Traceback" not in done.stderr
+  assert done.stderr.strip().splitlines()[-1] == (
+      "error: training diverged at round 1, epoch 1: loss nan; lower train.learning_rate "
+      "(1e+09 now) and use another --workdir (this one keeps round 0; the same command "
+      "would diverge again)")
+  assert _results(workdir)["rounds"] == recorded["rounds"]
+  assert not os.listdir(os.path.join(workdir, "checkpoints"))
+  assert not os.path.exists(os.path.join(workdir, "run.lock"))
+
+
+def _listing(workdir):
+  """Every file below `workdir` with its size and modification time."""
+  return {path: (os.stat(path).st_size, os.stat(path).st_mtime_ns)
+          for path in glob.glob(os.path.join(workdir, "**"), recursive=True)}
+
+
+@pytest.fixture(scope="module")
+def stopped_in_round_1(uninterrupted, tmp_path_factory):
+  """A run frozen (SIGSTOP) once its round 0 is written; a second run on its workdir
+  meanwhile; then SIGTERM to the first, which acts as it continues, in round 1; then
+  the same command again."""
+  _, cache, _ = uninterrupted
+  workdir = str(tmp_path_factory.mktemp("stopped") / "run")
+  first = subprocess.Popen([sys.executable, "-m", "experiments.main",
+                            *_main_args(workdir, cache)], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  finished = _wait_for_rounds(workdir, first)
+  first.send_signal(signal.SIGSTOP)
+  before = _listing(workdir)
+  second = run_module("experiments.main", *_main_args(workdir, cache))
+  after = _listing(workdir)
+  first.send_signal(signal.SIGTERM)
+  first.send_signal(signal.SIGCONT)
+  first_stderr = first.communicate(timeout=120)[1]
+  assert finished == 1, first_stderr
+  stopped = {"rounds": len(_results(workdir)["rounds"]),
+             "lock_left": os.path.exists(os.path.join(workdir, "run.lock"))}
+  rerun = run_module("experiments.main", *_main_args(workdir, cache))
+  return {"workdir": workdir, "first": first, "first_stderr": first_stderr,
+          "second": second, "before": before, "after": after, "stopped": stopped,
+          "rerun": rerun}
+
+
+def test_a_second_run_on_a_running_workdir_is_refused_untouched(stopped_in_round_1):
+  run = stopped_in_round_1
+  second = run["second"]
+  assert second.returncode == 1 and "Traceback" not in second.stderr
+  lines = second.stderr.strip().splitlines()
+  assert len(lines) == 1, second.stderr
+  assert lines[0].startswith(
+      f"error: --workdir {run['workdir']} is in use by process {run['first'].pid} on "
+      f"{socket.gethostname()} since "), lines[0]
+  assert run["after"] == run["before"]
+
+
+def test_sigterm_is_one_line_and_the_rerun_equals_uninterrupted(uninterrupted,
+                                                                 stopped_in_round_1):
+  run = stopped_in_round_1
+  assert run["first"].returncode == 143
+  assert "Traceback" not in run["first_stderr"]
+  assert run["first_stderr"].strip().splitlines()[-1] == (
+      "stopped by SIGTERM: the finished rounds are kept; rerun the same command to resume")
+  assert run["stopped"] == {"rounds": 1, "lock_left": False}
+  rerun = run["rerun"]
+  assert rerun.returncode == 0, rerun.stderr
+  assert f"resuming {run['workdir']} after round 0 (60 labels)\n" in rerun.stderr
+  assert "round 0/" not in rerun.stderr
+  assert _essentials(_results(run["workdir"])) == _essentials(_results(uninterrupted[0]))
 
 
 def test_workdir_of_another_config_is_refused_untouched(uninterrupted):
@@ -282,6 +429,9 @@ def test_a_failing_parallel_seed_loses_no_other(seeds_in_turn, tmp_path):
   assert done.returncode == 1
   last = done.stderr.strip().splitlines()[-1]
   assert last.startswith("error: seed(s) 6 failed") and "rerun the same command" in last
+  # Seed 6 ends in one line: nothing to resume from, and it does not restart over it.
+  assert "seed 6: error: checkpoint 2 cannot be read" in done.stderr
+  assert "Traceback" not in done.stderr
   assert _essentials(_results(os.path.join(parallel_tree, "seed_5"))) == _essentials(
       _results(os.path.join(tree, "seed_5")))
 

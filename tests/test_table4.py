@@ -1,9 +1,15 @@
-"""The Table 4 campaign driver: arms, trees, resume, and its bad input."""
+"""The Table 4 campaign driver: arms, trees, SIGTERM, resume, and its bad input."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
-from conftest import TINY, run_module, write_synthetic_fashion_mnist
+import pytest
+
+from conftest import ROOT, TINY, run_module, write_synthetic_fashion_mnist
 
 # The driver's --set takes the TINY overrides without their --config. prefix.
 _TINY_SET = [f"--set={a[len('--config.'):]}" for a in TINY]
@@ -19,7 +25,8 @@ def test_campaign_runs_every_arm_resumes_and_refuses_bad_input(tmp_path):
   tree = str(tmp_path / "tree")
   args = [f"--out={tree}", "--seeds=1", "--parallel=2", "--arms=random_match_pool,waal_reference",
           *_TINY_SET, "--set=al.rounds=1", f"--set=data.cache_dir={cache}"]
-  done = run_module("experiments.table4", *args)
+  _stop_while_both_run(tree, args)
+  done = run_module("experiments.table4", *args)    # resumes the two stopped runs
   assert done.returncode == 0, done.stderr
   assert "all 2 runs finished" in done.stderr
   control, reference = _config(tree, "random_match_pool", 0), _config(tree, "waal_reference", 0)
@@ -41,3 +48,29 @@ def test_campaign_runs_every_arm_resumes_and_refuses_bad_input(tmp_path):
     refused = run_module("experiments.table4", *args, *bad)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert message in refused.stderr.strip().splitlines()[-1]
+
+
+def _stop_while_both_run(tree, args):
+  """SIGTERM to the campaign once both runs hold their workdirs stops them too, and the
+  campaign ends in one line."""
+  campaign = subprocess.Popen([sys.executable, "-m", "experiments.table4", *args], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  locks = [os.path.join(tree, arm, "seed_0", "run.lock")
+           for arm in ("random_match_pool", "waal_reference")]
+  deadline = time.time() + 300
+  while (time.time() < deadline and campaign.poll() is None
+         and not all(os.path.exists(l) and os.path.getsize(l) for l in locks)):
+    time.sleep(0.05)
+  children = []
+  for lock in locks:
+    with open(lock) as f:
+      children.append(int(f.read().split()[1]))      # "process PID on HOST since ..."
+  campaign.send_signal(signal.SIGTERM)
+  stderr = campaign.communicate(timeout=120)[1]
+  assert campaign.returncode == 143 and "Traceback" not in stderr, stderr
+  assert stderr.strip().splitlines()[-1] == (
+      "stopped by SIGTERM: the finished rounds are kept; rerun the same command to resume")
+  for pid in children:
+    with pytest.raises(ProcessLookupError):
+      os.kill(pid, 0)
+  assert not any(os.path.exists(l) for l in locks)    # each stopped cleanly

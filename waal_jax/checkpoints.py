@@ -1,20 +1,31 @@
-"""Orbax checkpoints of the round loop, and the rule that a workdir belongs to one config.
+"""Orbax checkpoints of the round loop, the rule that a workdir belongs to one config,
+and the lock that lets one run at a time use it.
 
 A checkpoint is written after every finished round and holds all that the next round
 needs: the labeled pool indices in the order they were bought, the root PRNG key, the
 round history, and the trained network of that round (for later analysis). Orbax
 writes into a temporary folder and renames it, so a run killed at any moment leaves
-the previous checkpoint intact.
+the previous checkpoint intact; one damaged afterwards (a truncated copy, a full disk)
+is reported by `restore` as DamagedCheckpoint, and the loop falls back.
 """
 
+import contextlib
+import fcntl
+import gc
 import json
+import logging
 import os
-from typing import Any, Optional, Tuple
+import re
+import socket
+import sys
+import time
+from typing import Any, Callable, List, Tuple
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from waal_jax import interrupts
 from waal_jax.errors import UserError
 
 # Fields that say where the data are or how the same numbers are computed, not what is
@@ -37,6 +48,7 @@ ADDED_FIELDS = {
     "data.test_fraction": 0.2, "al.oracle": "simulated",
 }
 OWNER_FILE = "config.json"
+LOCK_FILE = "run.lock"
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -90,11 +102,113 @@ def claim_workdir(workdir: str, config_dict: dict) -> None:
 
 def write_json_atomically(path: str, payload: Any) -> None:
   tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=1)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  with interrupts.held():         # (a stop would leave the temporary file behind)
+    with open(tmp, "w") as f:
+      json.dump(payload, f, indent=1)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class WorkdirLock:
+  """One run per workdir: an exclusive flock on WORKDIR/run.lock, taken before anything
+  in the workdir is read or written and held until `release`.
+
+  The kernel drops a flock when its process ends, however it ends, so the lock of a
+  run killed with kill -9 is simply taken by the rerun; the process and host written
+  into the file only name the holder in a refusal (and, left behind by a killed run,
+  show that it was taken over). A refused run changes nothing in the workdir.
+  """
+
+  def __init__(self, workdir: str, log: Callable[[str], None]):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._made_workdir = not os.path.isdir(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    while True:
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        holder = _read_lock(fd) or "another process"
+        os.close(fd)
+        raise UserError(f"--workdir {workdir} is in use by {holder} ({self.path}); wait "
+                        "for that run to end or stop it, or use another --workdir") from None
+      try:
+        if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+          break
+      except FileNotFoundError:
+        pass
+      os.close(fd)   # Its holder removed the file as it released it: lock the new one.
+    previous = _read_lock(fd)
+    if previous:
+      log(f"{workdir}: taking over the lock of {previous}, which ended without releasing it")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"process {os.getpid()} on {socket.gethostname()} since "
+                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    self._fd = fd
+
+  def release(self) -> None:
+    """Removes the file (a run that ended normally leaves none) and unlocks."""
+    if self._fd is None:
+      return
+    try:
+      os.unlink(self.path)   # Before unlocking: a run that opened it meanwhile sees it gone.
+    except FileNotFoundError:
+      pass
+    os.close(self._fd)
+    self._fd = None
+    if self._made_workdir:   # A run refused before writing anything leaves no folder.
+      try:
+        os.rmdir(os.path.dirname(self.path))
+      except OSError:
+        pass
+
+
+def _read_lock(fd: int) -> str:
+  return os.pread(fd, 500, 0).decode(errors="replace").strip()
+
+
+class DamagedCheckpoint(Exception):
+  """A checkpoint that cannot be read; the message names its file and the reason."""
+
+
+def _damage(error: Exception, item_dir: str) -> str:
+  """'FILE: reason' in one line from an Orbax or TensorStore error (which names the file
+  it failed on, or not: then the item's folder)."""
+  text = " ".join(str(error).split()).split(" [tensorstore_spec=")[0].strip("'")
+  files = re.findall(r'local file "([^"]+)"', text)
+  if files:
+    return f"{files[-1]}: {text.rsplit(': ', 1)[-1]}"
+  return f"{getattr(error, 'filename', None) or item_dir}: {text}"
+
+
+_ABANDONED_READ_REPORTS = ("Task exception was never retrieved", "Event loop is closed")
+
+
+@contextlib.contextmanager
+def _abandoned_reads_unreported():
+  """Orbax reads an item's arrays as concurrent asyncio tasks. When one fails on a
+  damaged file the others are abandoned, and within milliseconds asyncio reports them,
+  tracebacks and all: "Task exception was never retrieved" (logged once collected) and
+  "Event loop is closed" (unraisable, from TensorStore's callbacks). DamagedCheckpoint
+  says what failed in one line, so those two reports are dropped here."""
+  asyncio_log, unraisable_hook = logging.getLogger("asyncio"), sys.unraisablehook
+
+  def keep(record) -> bool:
+    return _ABANDONED_READ_REPORTS[0] not in record.getMessage()
+
+  def hook(unraisable) -> None:
+    error = unraisable.exc_value
+    if not (isinstance(error, RuntimeError) and str(error) == _ABANDONED_READ_REPORTS[1]):
+      unraisable_hook(unraisable)
+
+  asyncio_log.addFilter(keep)
+  sys.unraisablehook = hook
+  try:
+    yield
+  finally:
+    sys.unraisablehook = unraisable_hook
+    asyncio_log.removeFilter(keep)
 
 
 class LoopCheckpoints:
@@ -109,22 +223,41 @@ class LoopCheckpoints:
            variables: dict) -> None:
     loop = {"labeled": np.asarray(labeled, np.int32),
             "rng": np.asarray(jax.random.key_data(root_key))}
-    self._manager.save(finished_rounds, args=ocp.args.Composite(
-        loop=ocp.args.StandardSave(loop),
-        history=ocp.args.JsonSave(history),
-        model=ocp.args.StandardSave(jax.device_get(variables))))
-    self._manager.wait_until_finished()
+    with interrupts.held():
+      # A run that fell back past a damaged checkpoint replaces it (Orbax would not save
+      # a step at or below its latest); the rerun recomputes it exactly.
+      for step in self.steps():
+        if step >= finished_rounds:
+          self._manager.delete(step)
+      self._manager.save(finished_rounds, args=ocp.args.Composite(
+          loop=ocp.args.StandardSave(loop),
+          history=ocp.args.JsonSave(history),
+          model=ocp.args.StandardSave(jax.device_get(variables))))
+      self._manager.wait_until_finished()
 
-  def restore_latest(self) -> Optional[Tuple[int, np.ndarray, Any, list]]:
-    """(finished rounds, labeled indices, root key, history), or None if there is none."""
-    step = self._manager.latest_step()
-    if step is None:
-      return None
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        loop=ocp.args.StandardRestore(), history=ocp.args.JsonRestore()))
-    loop = restored["loop"]
+  def steps(self) -> List[int]:
+    """The saved steps (finished rounds), oldest first."""
+    return sorted(self._manager.all_steps())
+
+  def restore(self, step: int) -> Tuple[np.ndarray, Any, list]:
+    """(labeled indices, root key, history) after `step` finished rounds. Raises
+    DamagedCheckpoint if what the loop needs of it cannot be read (the network, not
+    needed to resume, is not read)."""
+    loop = self._restore_item(step, "loop", ocp.args.StandardRestore())
+    history = self._restore_item(step, "history", ocp.args.JsonRestore())
     root_key = jax.random.wrap_key_data(np.asarray(loop["rng"], np.uint32))
-    return step, np.asarray(loop["labeled"], np.int64), root_key, list(restored["history"])
+    return np.asarray(loop["labeled"], np.int64), root_key, list(history)
+
+  def _restore_item(self, step: int, item: str, args) -> Any:
+    with _abandoned_reads_unreported():
+      try:   # Item by item, to say which one failed.
+        return self._manager.restore(step, args=ocp.args.Composite(**{item: args}))[item]
+      # What Orbax and TensorStore raise for a truncated, missing or garbled file.
+      except (OSError, ValueError, KeyError) as e:
+        damage = _damage(e, os.path.join(self._manager.directory, str(step), item))
+      time.sleep(0.2)   # (the abandoned reads end and report meanwhile)
+      gc.collect()
+    raise DamagedCheckpoint(f"checkpoint {step} cannot be read ({damage})")
 
   def close(self) -> None:
     self._manager.wait_until_finished()

@@ -6,12 +6,13 @@ it continues after the last finished round and ends as an uninterrupted run woul
 because every random draw of round r comes from fold_in(root key, r).
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import jax
 import numpy as np
@@ -218,40 +219,61 @@ class LoopState:
 
 def _start_or_resume(store: checkpoints.LoopCheckpoints, seed: int, splits: data_lib.Splits,
                      al: settings_lib.ALSettings, workdir: str, log) -> LoopState:
-  restored = store.restore_latest()
-  if restored is not None:
-    first_round, labeled, root_key, history = restored
-    log(f"resuming {workdir} after round {first_round - 1} ({len(labeled)} labels)")
-    return LoopState(first_round, labeled, root_key, history)
+  """The state after the last finished round that the newest usable checkpoint or
+  results.json records, whichever is further; round 0 when neither records any. A
+  damaged checkpoint is passed over (and said so); when it leaves nothing to resume
+  from, the run is refused rather than restarted over it."""
+  recorded, results_damage = _recorded_rounds(workdir)
+  damaged, steps = [], store.steps()
+  for step in reversed(steps):
+    if step < len(recorded):
+      break                      # results.json records more rounds (and the same state)
+    try:
+      labeled, root_key, history = store.restore(step)
+    except checkpoints.DamagedCheckpoint as e:
+      damaged.append(str(e))
+      continue
+    log(f"resuming {workdir} after round {step - 1} ({len(labeled)} labels)"
+        + (f" from checkpoint {step}: {'; '.join(damaged)}" if damaged else "")
+        + (f"; {results_damage}, so it is rewritten" if results_damage else ""))
+    return LoopState(step, labeled, root_key, history)
+  damage = "; ".join(damaged)
   root_key = jax.random.key(seed)
   labeled = (splits.initial_labeled if splits.initial_labeled is not None else
              initial_labeled(root_key, len(splits.pool_labels), al.initial_labeled))
-  history = _recorded_rounds(workdir)
-  if history:
+  if recorded:
     # Every round trains from scratch, so the seed and the batches that results.json
     # records are all the next round needs: a run whose checkpoints stayed on another
     # machine (only results.json and config.json are committed) continues, not restarts.
     labeled = np.concatenate([labeled] + [np.asarray(r["queried_indices"], np.int64)
-                                          for r in history]).astype(labeled.dtype)
-    log(f"resuming {workdir} after round {len(history) - 1} ({len(labeled)} labels) from "
-        f"its {RESULTS_FILE} (no checkpoint)")
-  return LoopState(len(history), labeled, root_key, history)
+                                          for r in recorded]).astype(labeled.dtype)
+    log(f"resuming {workdir} after round {len(recorded) - 1} ({len(labeled)} labels) from "
+        f"its {RESULTS_FILE} ({damage or ('older checkpoints' if steps else 'no checkpoint')})")
+  elif results_damage:
+    raise UserError(f"{results_damage} and " + (
+        f"no checkpoint is usable ({damage})" if damaged else
+        "no checkpoint is left to resume from") + "; restore it or use another --workdir")
+  elif damaged:
+    raise UserError(f"{damage}, and {RESULTS_FILE} records no finished round: nothing to "
+                    "resume from; use another --workdir, or delete "
+                    f"{os.path.join(workdir, 'checkpoints')} to start again from round 0")
+  return LoopState(len(recorded), labeled, root_key, recorded)
 
 
-def _recorded_rounds(workdir: str) -> List[dict]:
-  """The rounds results.json holds (none when it is absent); a damaged file is refused."""
+def _recorded_rounds(workdir: str) -> Tuple[List[dict], str]:
+  """The rounds results.json holds (none when it is absent), and what is wrong with it
+  when it is damaged (else "")."""
   path = os.path.join(workdir, RESULTS_FILE)
   if not os.path.exists(path):
-    return []
+    return [], ""
   try:
     with open(path) as f:
       rounds = json.load(f)["rounds"]
     if any(r["round"] != i for i, r in enumerate(rounds)):
       raise ValueError("its rounds are not 0, 1, 2, ... in order")
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise UserError(f"{path} is damaged ({e}) and no checkpoint is left to resume from; "
-                    "restore it or use another --workdir") from e
-  return rounds
+    return [], f"{path} is damaged ({e})"
+  return rounds, ""
 
 
 def _query(exp: Experiment, key, variables, labeled: np.ndarray) -> np.ndarray:
@@ -269,8 +291,24 @@ def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log)
   """Trains, tests and (but in the last round) queries; returns (record, network)."""
   train_key, query_key = jax.random.split(key)
   _log_round_start(exp, round_index, labeled, log)
-  fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log)
+  try:
+    fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log)
+  except train_lib.Diverged as e:
+    raise _diverged(exp, round_index, e) from None
   return _finish_round(exp, round_index, query_key, labeled, fit)
+
+
+def _diverged(exp: Experiment, round_index: int, error: train_lib.Diverged,
+              which: str = "") -> UserError:
+  """A config whose training diverges is refused in one line. Nothing of the round was
+  written; the run is deterministic, so the same command would diverge again."""
+  kept = ("this one belongs to this config" if round_index == 0 else
+          f"this one keeps round {round_index - 1}" if round_index == 1 else
+          f"this one keeps rounds 0-{round_index - 1}")
+  return UserError(
+      f"{which}training diverged at round {round_index}, epoch {error.epoch}: loss "
+      f"{error.loss}; lower train.learning_rate ({exp.settings.train.learning_rate:g} now) "
+      f"and use another --workdir ({kept}; the same command would diverge again)")
 
 
 def _log_round_start(exp: Experiment, round_index: int, labeled: np.ndarray, log) -> None:
@@ -313,8 +351,9 @@ def _finish_round(exp: Experiment, round_index: int, query_key, labeled: np.ndar
 
 
 class _OpenRun:
-  """One run's workdir, experiment and progress: claimed, resumed, and advanced round
-  by round (each finished round is checkpointed and written to results.json)."""
+  """One run's workdir, experiment and progress: locked, claimed, resumed, and advanced
+  round by round (each finished round is checkpointed and written to results.json);
+  `close` (or the end of a `with`) releases it."""
 
   def __init__(self, config, workdir: str, log, shared: Optional[dict] = None):
     # With several processes (hosts), all compute; the first one writes and reports.
@@ -322,6 +361,17 @@ class _OpenRun:
     self.log = log if self.lead else (lambda _: None)
     settings_lib.resolve(config)     # A bad field is refused before the workdir is read.
     self.workdir, self.config_dict = workdir, _config_dict(config)
+    # One run at a time per workdir, from before anything in it is read to the end.
+    self.lock = checkpoints.WorkdirLock(workdir, self.log) if self.lead else None
+    self.store = None
+    try:
+      self._open(config, shared)
+    except BaseException:
+      self.close()
+      raise
+
+  def _open(self, config, shared: Optional[dict]) -> None:
+    workdir = self.workdir
     owned = checkpoints.check_workdir(workdir, self.config_dict)
     self.exp = build(config, self.log, shared=shared)
     if not owned and self.lead:  # Only a config that has passed every check claims it.
@@ -417,7 +467,20 @@ class _OpenRun:
              f"{record['train_seconds']:.1f}s, query {record['query_seconds']:.2f}s{eta}")
 
   def close(self) -> None:
-    self.store.close()
+    """Closes the checkpoints and releases the workdir (also after an error or a stop)."""
+    try:
+      if self.store is not None:
+        self.store.close()
+        self.store = None
+    finally:
+      if self.lock is not None:
+        self.lock.release()
+
+  def __enter__(self) -> "_OpenRun":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
 
 
 def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
@@ -427,17 +490,16 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
   Returns the content of results.json. Bad input raises errors.UserError. `shared`:
   see `build`.
   """
-  one = _OpenRun(config, workdir, log or logging.info, shared)
-  for round_index in one.rounds_left:
-    round_start = time.time()
-    record, variables = _run_round(one.exp, round_index, one.round_key(round_index),
-                                   one.state.labeled, one.log)
-    one.finish_round(round_index, record, variables, time.time() - round_start)
-    if one.waits_for_labels:      # A person labels this round's query; the run stops.
-      one.log(one.ask_for_labels(record))
-      break
-  one.close()
-  return one.results
+  with _OpenRun(config, workdir, log or logging.info, shared) as one:
+    for round_index in one.rounds_left:
+      round_start = time.time()
+      record, variables = _run_round(one.exp, round_index, one.round_key(round_index),
+                                     one.state.labeled, one.log)
+      one.finish_round(round_index, record, variables, time.time() - round_start)
+      if one.waits_for_labels:      # A person labels this round's query; the run stops.
+        one.log(one.ask_for_labels(record))
+        break
+    return one.results
 
 
 def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
@@ -446,30 +508,32 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
   seed axis (train.SeedBatchTrainer); queries and evaluation run seed by seed. Seeds
   that stand at different rounds (an interrupted mixed tree) run one after another."""
   shared = {} if shared is None else shared    # One compilation serves every seed.
-  runs = [_OpenRun(config, workdir, _prefixed(log, config.seed), shared)
-          for config, workdir in zip(configs, workdirs)]
-  if len({tuple(one.rounds_left) for one in runs}) > 1:
-    log("the seeds stand at different rounds: running them one after another")
-    for one in runs:
-      one.close()
-    return [run(config, workdir, _prefixed(log, config.seed), shared)
+  with contextlib.ExitStack() as opened:
+    runs = [opened.enter_context(_OpenRun(config, workdir, _prefixed(log, config.seed), shared))
             for config, workdir in zip(configs, workdirs)]
-  trainer = runs[0].exp.trainer                  # (the same object for every seed)
-  batch = shared.setdefault(("seed batch", id(trainer)), train_lib.SeedBatchTrainer(trainer))
-  data = batch.stack_data([one.exp.device_data for one in runs])
-  for round_index in runs[0].rounds_left:
-    round_start = time.time()
-    keys = [jax.random.split(one.round_key(round_index)) for one in runs]
-    for one in runs:
-      _log_round_start(one.exp, round_index, one.state.labeled, one.log)
-    fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
-                     runs[0].exp.al.query_size, [one.log for one in runs])
-    for one, key, fit in zip(runs, keys, fits):
-      record, variables = _finish_round(one.exp, round_index, key[1], one.state.labeled, fit)
-      one.finish_round(round_index, record, variables, time.time() - round_start)
-  for one in runs:
-    one.close()
-  return [one.results for one in runs]
+    if len({tuple(one.rounds_left) for one in runs}) > 1:
+      log("the seeds stand at different rounds: running them one after another")
+      opened.close()
+      return [run(config, workdir, _prefixed(log, config.seed), shared)
+              for config, workdir in zip(configs, workdirs)]
+    trainer = runs[0].exp.trainer                  # (the same object for every seed)
+    batch = shared.setdefault(("seed batch", id(trainer)), train_lib.SeedBatchTrainer(trainer))
+    data = batch.stack_data([one.exp.device_data for one in runs])
+    for round_index in runs[0].rounds_left:
+      round_start = time.time()
+      keys = [jax.random.split(one.round_key(round_index)) for one in runs]
+      for one in runs:
+        _log_round_start(one.exp, round_index, one.state.labeled, one.log)
+      try:
+        fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
+                         runs[0].exp.al.query_size, [one.log for one in runs])
+      except train_lib.Diverged as e:
+        raise _diverged(runs[e.seed_index].exp, round_index, e,
+                        f"seed {configs[e.seed_index].seed}: ") from None
+      for one, key, fit in zip(runs, keys, fits):
+        record, variables = _finish_round(one.exp, round_index, key[1], one.state.labeled, fit)
+        one.finish_round(round_index, record, variables, time.time() - round_start)
+    return [one.results for one in runs]
 
 
 def _prefixed(log, seed: int):

@@ -10,7 +10,9 @@ one-thread start-up eats the gain (`seeds_per_hour`).
 one per run, splitting the cores given to this process evenly among them; each runs
 `loop.run` on its own workdir (for seeds, WORKDIR/seed_<seed>), exactly as it would run
 alone, so the results are the same and a rerun resumes each. A run that fails loses
-nothing of the others; they go on and the failure is reported at the end.
+nothing of the others; they go on and the failure is reported at the end. SIGINT or
+SIGTERM to the parent stops the runs in progress too (each ends as a stopped run does,
+resumable), then reaches the caller as interrupts.Stopped.
 """
 
 import multiprocessing
@@ -21,12 +23,16 @@ import traceback
 from multiprocessing import connection
 from typing import Callable, Dict, List, Sequence
 
+from waal_jax import interrupts
 from waal_jax.errors import UserError
 
 # XLA:CPU's flag for one thread in Eigen's kernels; XLA sizes its own pool to the cores
 # the process may run on (its affinity). Every flag must start with "--": XLA stops
 # reading XLA_FLAGS at the first word that does not, and silently ignores the rest.
 _ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false"
+# How long stopped runs may take to unwind (write nothing new, release their workdirs)
+# before they are killed; either way they resume.
+_STOP_GRACE_SECONDS = 30
 
 
 def core_groups(cores: Sequence[int], processes: int,
@@ -53,7 +59,9 @@ def _log(message: str) -> None:
 
 
 def _run_one(label: str, config_dict: dict, workdir: str, cores: List[int]):
-  """A child process: pin, size XLA's threads, run one run. Exit status 1 on failure."""
+  """A child process: pin, size XLA's threads, run one run. Exit status 1 on failure,
+  128 + the signal when stopped (the parent says so)."""
+  interrupts.stop_on_signals()
   os.sched_setaffinity(0, cores)
   # Before JAX creates its CPU client, which reads these once.
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {thread_flags(len(cores))}"
@@ -68,6 +76,8 @@ def _run_one(label: str, config_dict: dict, workdir: str, cores: List[int]):
   except UserError as e:
     prefixed(f"error: {e}")
     sys.exit(1)
+  except interrupts.Stopped as e:
+    sys.exit(128 + e.signum)
   except BaseException:  # pylint: disable=broad-except  (a bug: show it, fail this seed only)
     prefixed("failed:\n" + traceback.format_exc())
     sys.exit(1)
@@ -83,20 +93,37 @@ def run_parallel(jobs: Dict[str, tuple], processes: int, log: Callable[[str], No
   running = {}                        # sentinel -> (seed, process, group index)
   free = list(range(len(groups)))
   failed = []
-  while waiting or running:
-    while waiting and free:
-      label, group = waiting.pop(0), free.pop(0)
-      config_dict, workdir = jobs[label]
-      process = context.Process(target=_run_one, name=label,
-                                args=(label, config_dict, workdir, groups[group]))
-      process.start()
-      log(f"{label} started on core(s) {','.join(map(str, groups[group]))} in {workdir}")
-      running[process.sentinel] = (label, process, group)
-    for sentinel in connection.wait(list(running)):
-      label, process, group = running.pop(sentinel)
-      process.join()
-      free.append(group)
-      if process.exitcode != 0:
-        failed.append(label)
-        log(f"{label} failed (exit status {process.exitcode})")
+  try:
+    while waiting or running:
+      while waiting and free:
+        with interrupts.held():     # (a stop must find every started process in `running`)
+          label, group = waiting.pop(0), free.pop(0)
+          config_dict, workdir = jobs[label]
+          process = context.Process(target=_run_one, name=label,
+                                    args=(label, config_dict, workdir, groups[group]))
+          process.start()
+          running[process.sentinel] = (label, process, group)
+        log(f"{label} started on core(s) {','.join(map(str, groups[group]))} in {workdir}")
+      for sentinel in connection.wait(list(running)):
+        label, process, group = running.pop(sentinel)
+        process.join()
+        free.append(group)
+        if process.exitcode != 0:
+          failed.append(label)
+          log(f"{label} failed (exit status {process.exitcode})")
+  except KeyboardInterrupt:
+    _stop([process for _, process, _ in running.values()])
+    raise
   return failed
+
+
+def _stop(processes: List[multiprocessing.Process]) -> None:
+  """SIGTERM to each, then SIGKILL to those still running after the grace period."""
+  for process in processes:
+    process.terminate()
+  deadline = time.time() + _STOP_GRACE_SECONDS
+  for process in processes:
+    process.join(max(0.0, deadline - time.time()))
+    if process.is_alive():
+      process.kill()
+      process.join()

@@ -345,6 +345,16 @@ def _add_correct(nets: Networks, spec: data_lib.DatasetSpec, mesh, correct, para
 # --- Choosing the round's network ---------------------------------------------------------
 
 
+class Diverged(FloatingPointError):
+  """An epoch ended with a non-finite loss (too large a learning rate, as a rule). The
+  loop adds the round and says it in one line; `seed_index` is the seed's position in
+  a SeedBatchTrainer batch."""
+
+  def __init__(self, epoch: int, loss: float, seed_index: int = 0):
+    super().__init__(f"training diverged at epoch {epoch}: loss {loss}")
+    self.epoch, self.loss, self.seed_index = epoch, loss, seed_index
+
+
 class ModelSelection:
   """Keeps the network that `train.model_selection` asks for and decides early stops."""
 
@@ -370,7 +380,7 @@ class ModelSelection:
     epoch = record["epoch"]
     log(_epoch_line(record, self.settings.epochs))
     if not np.isfinite(record["loss"]):
-      raise FloatingPointError(f"training diverged at epoch {epoch}: loss {record['loss']}")
+      raise Diverged(epoch, record["loss"])
     self.see(epoch, record["val_accuracy"], variables)
     if not self.should_stop(epoch):
       return False
@@ -643,7 +653,12 @@ class SeedBatchTrainer:
         record = _epoch_record({m: v[k] for m, v in sums.items()}, epoch, inputs[k].steps,
                                val_accuracy[k], learning_rate, time.time() - epoch_start)
         histories[k].append(record)
-        if selections[k].after_epoch(record, _seed_slice(variables, k), logs[k]):
+        try:
+          stop = selections[k].after_epoch(record, _seed_slice(variables, k), logs[k])
+        except Diverged as e:
+          e.seed_index = k
+          raise
+        if stop:
           running.remove(k)
           if settings.model_selection == "last":
             stopped_variables[k] = _seed_slice(variables, k)
