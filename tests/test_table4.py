@@ -57,20 +57,25 @@ def _stop_while_both_run(tree, args):
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
   locks = [os.path.join(tree, arm, "seed_0", "run.lock")
            for arm in ("random_match_pool", "waal_reference")]
+  children = {}    # lock -> the pid in it ("process PID on HOST since ..."), once seen
   deadline = time.time() + 300
-  while (time.time() < deadline and campaign.poll() is None
-         and not all(os.path.exists(l) and os.path.getsize(l) for l in locks)):
+  while time.time() < deadline and campaign.poll() is None and len(children) < 2:
+    for lock in set(locks) - set(children):
+      try:
+        with open(lock) as f:
+          text = f.read()
+      except FileNotFoundError:
+        continue
+      if text:
+        children[lock] = int(text.split()[1])
     time.sleep(0.05)
-  children = []
-  for lock in locks:
-    with open(lock) as f:
-      children.append(int(f.read().split()[1]))      # "process PID on HOST since ..."
+  assert campaign.poll() is None and len(children) == 2, "both runs should have started"
   campaign.send_signal(signal.SIGTERM)
   stderr = campaign.communicate(timeout=120)[1]
   assert campaign.returncode == 143 and "Traceback" not in stderr, stderr
   assert stderr.strip().splitlines()[-1] == (
-      "stopped by SIGTERM: the finished rounds are kept; rerun the same command to resume")
-  for pid in children:
+      "stopped by SIGTERM: the finished rounds are kept; rerun the same command to resume"), stderr
+  for pid in children.values():
     with pytest.raises(ProcessLookupError):
       os.kill(pid, 0)
-  assert not any(os.path.exists(l) for l in locks)    # each stopped cleanly
+  assert not any(os.path.exists(l) for l in locks), stderr    # each stopped cleanly

@@ -62,16 +62,16 @@ def _run_one(label: str, config_dict: dict, workdir: str, cores: List[int]):
   """A child process: pin, size XLA's threads, run one run. Exit status 1 on failure,
   128 + the signal when stopped (the parent says so)."""
   interrupts.stop_on_signals()
-  os.sched_setaffinity(0, cores)
-  # Before JAX creates its CPU client, which reads these once.
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {thread_flags(len(cores))}"
-  os.environ["JAX_PLATFORMS"] = "cpu"
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  from waal_jax import loop  # pylint: disable=g-import-not-at-top
-  from waal_jax import xla_tuning  # pylint: disable=g-import-not-at-top
-  xla_tuning.tune_cpu_flags()
   prefixed = lambda message: _log(f"{label}: {message}")
-  try:
+  try:   # (from the start: a stop may come while JAX is imported)
+    os.sched_setaffinity(0, cores)
+    # Before JAX creates its CPU client, which reads these once.
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {thread_flags(len(cores))}"
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import ml_collections  # pylint: disable=g-import-not-at-top
+    from waal_jax import loop  # pylint: disable=g-import-not-at-top
+    from waal_jax import xla_tuning  # pylint: disable=g-import-not-at-top
+    xla_tuning.tune_cpu_flags()
     loop.run(ml_collections.ConfigDict(config_dict), workdir, prefixed)
   except UserError as e:
     prefixed(f"error: {e}")
