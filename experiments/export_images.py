@@ -25,13 +25,21 @@ CLASS_NAMES = {
                 "ship", "truck"),
 }
 
-_DATASET = flags.DEFINE_string("dataset", "fashion_mnist", "Built-in dataset (data.name).")
-_OUT = flags.DEFINE_string("out", None, "Folder to write; must not exist yet.")
-_TRAIN = flags.DEFINE_integer("train", 5000, "Labeled images in train/.")
-_VAL = flags.DEFINE_integer("val", 1000, "Images in val/ (0: none, the run draws them).")
-_TEST = flags.DEFINE_integer("test", 10000, "Images in test/ (0: none, the run draws them).")
-_UNLABELED = flags.DEFINE_integer("unlabeled", 0, "Images in unlabeled/, without class.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seeds the draw.")
+_FLAGS = {}  # Defined only when run as a program, so that tests can import this.
+
+
+def _define_flags():
+  _FLAGS["dataset"] = flags.DEFINE_string("dataset", "fashion_mnist",
+                                          "Built-in dataset (data.name).")
+  _FLAGS["out"] = flags.DEFINE_string("out", None, "Folder to write; must not exist yet.")
+  _FLAGS["train"] = flags.DEFINE_integer("train", 5000, "Labeled images in train/.")
+  _FLAGS["val"] = flags.DEFINE_integer("val", 1000,
+                                       "Images in val/ (0: none, the run draws them).")
+  _FLAGS["test"] = flags.DEFINE_integer("test", 10000,
+                                        "Images in test/ (0: none, the run draws them).")
+  _FLAGS["unlabeled"] = flags.DEFINE_integer("unlabeled", 0,
+                                             "Images in unlabeled/, without class.")
+  _FLAGS["seed"] = flags.DEFINE_integer("seed", 0, "Seeds the draw.")
 
 
 def export(raw, class_names, out: str, counts: dict, seed: int) -> None:
@@ -61,22 +69,24 @@ def export(raw, class_names, out: str, counts: dict, seed: int) -> None:
 
 def main(argv):
   del argv
-  if os.path.exists(_OUT.value):
-    cli.fail(f"--out: {_OUT.value} exists already; give a new folder")
+  value = {name: flag.value for name, flag in _FLAGS.items()}
+  if os.path.exists(value["out"]):
+    cli.fail(f"--out: {value['out']} exists already; give a new folder")
   from waal_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   try:
-    spec = data_lib.get_spec(_DATASET.value)
-    raw = data_lib.load_raw(_DATASET.value)
-    names = CLASS_NAMES.get(_DATASET.value) or spec.label_names
-    counts = {"train": _TRAIN.value, "val": _VAL.value, "test": _TEST.value,
-              "unlabeled": _UNLABELED.value}
-    export(raw, names, _OUT.value, counts, _SEED.value)
+    spec = data_lib.get_spec(value["dataset"])
+    raw = data_lib.load_raw(value["dataset"])
+    names = CLASS_NAMES.get(value["dataset"]) or spec.label_names
+    counts = {part: value[part] for part in ("train", "val", "test", "unlabeled")}
+    export(raw, names, value["out"], counts, value["seed"])
   except (UserError, ValueError) as e:
     cli.fail(str(e))
-  cli.log(f"wrote {sum(counts.values())} images ({', '.join(f'{k} {v}' for k, v in counts.items())})"
-          f" of {_DATASET.value} to {_OUT.value}")
+  cli.log(f"wrote {sum(counts.values())} images "
+          f"({', '.join(f'{k} {v}' for k, v in counts.items())}) of {value['dataset']} to "
+          f"{value['out']}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main, flags_parser=cli.make_flags_parser("out", config=False))
