@@ -172,16 +172,21 @@ def _read_cache(path: str) -> RawData:
 
 
 def _write_cache(path: str, raw: RawData) -> None:
-  """Atomic, so a killed run never leaves half a cache file behind."""
+  write_cache_file(path, train_images=raw.train_images, train_labels=raw.train_labels,
+                   test_images=raw.test_images, test_labels=raw.test_labels,
+                   source=np.asarray(raw.source))
+
+
+def write_cache_file(path: str, **arrays) -> None:
+  """Writes an .npz of the array cache atomically, so a killed run never leaves half a
+  cache file behind; a cache folder that cannot be written costs time, not correctness."""
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}.npz"
-    np.savez(tmp, train_images=raw.train_images, train_labels=raw.train_labels,
-             test_images=raw.test_images, test_labels=raw.test_labels,
-             source=np.asarray(raw.source))
+    np.savez(tmp, **arrays)
     os.replace(tmp, path)
-    logging.info("cached %s arrays in %s", raw.source, path)
-  except OSError as e:  # A read-only cache folder costs time, not correctness.
+    logging.info("cached %s arrays in %s", arrays.get("source", ""), path)
+  except OSError as e:
     logging.warning("could not write the data cache %s: %s", path, e)
 
 

@@ -31,6 +31,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from waal_jax import data as data_lib
 from waal_jax.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -266,20 +267,15 @@ def _read_npz(path: str, image_size: int) -> UserImages:
 
 
 def _write_cache(path: str, images: UserImages) -> None:
-  try:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}.npz"
-    extra = {}
-    for part in ("val", "test"):
-      if getattr(images, part) is not None:
-        extra[f"{part}_images"], extra[f"{part}_labels"] = getattr(images, part)
-    np.savez(tmp, class_names=np.asarray(images.class_names, dtype=str),
-             train_images=images.train_images, train_labels=images.train_labels,
-             train_files=images.train_files, unlabeled_images=images.unlabeled_images,
-             unlabeled_files=images.unlabeled_files, source=np.asarray(images.source), **extra)
-    os.replace(tmp, path)
-  except OSError as e:  # A read-only cache folder costs time, not correctness.
-    logging.warning("could not write the data cache %s: %s", path, e)
+  extra = {}
+  for part in ("val", "test"):
+    if getattr(images, part) is not None:
+      extra[f"{part}_images"], extra[f"{part}_labels"] = getattr(images, part)
+  data_lib.write_cache_file(
+      path, class_names=np.asarray(images.class_names, dtype=str),
+      train_images=images.train_images, train_labels=images.train_labels,
+      train_files=images.train_files, unlabeled_images=images.unlabeled_images,
+      unlabeled_files=images.unlabeled_files, source=np.asarray(images.source), **extra)
 
 
 def _read_cache(path: str) -> UserImages:
