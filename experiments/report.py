@@ -353,16 +353,21 @@ def labels_to_reach(summary: Dict[str, ArmSummary], target_arm: str = "random"):
 
 def time_spent(runs: List[Run]) -> Dict[str, Dict[str, Dict[str, float]]]:
   """dataset -> arm -> {train, eval, query: mean seconds per seed (all rounds),
-  hours: the arm's total over its seeds}."""
+  hours: the arm's total over its seeds}. A round trained for several seeds at once
+  (`trained_with_seeds`, vmapped) records the batch's seconds in each seed's round: the
+  hours count them once, shared among those seeds."""
   grouped = collections.defaultdict(list)
   for run in runs:
-    grouped[(run.dataset, run.arm)].append(
-        {part: sum(r.get(f"{part}_seconds") or 0.0 for r in run.rounds)
-         for part in ("train", "eval", "query")})
+    seconds = {part: sum(r.get(f"{part}_seconds") or 0.0 for r in run.rounds)
+               for part in ("train", "eval", "query")}
+    seconds["own"] = sum(
+        (r.get("train_seconds") or 0.0) / len(r.get("trained_with_seeds") or [None])
+        + (r.get("eval_seconds") or 0.0) + (r.get("query_seconds") or 0.0) for r in run.rounds)
+    grouped[(run.dataset, run.arm)].append(seconds)
   out = collections.defaultdict(dict)
   for (dataset, arm), seeds in grouped.items():
     parts = {part: float(np.mean([s[part] for s in seeds])) for part in ("train", "eval", "query")}
-    parts["hours"] = sum(sum(s.values()) for s in seeds) / 3600.0
+    parts["hours"] = sum(s["own"] for s in seeds) / 3600.0
     out[dataset][arm] = parts
   return dict(out)
 

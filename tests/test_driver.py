@@ -403,6 +403,7 @@ def test_vmapped_seeds_equal_seeds_in_turn(seeds_in_turn, tmp_path):
     assert vmapped["config"] == in_turn["config"]
     for a, b in zip(vmapped["rounds"], in_turn["rounds"], strict=True):
       assert a["queried_indices"] == b["queried_indices"]
+      assert a["trained_with_seeds"] == [5, 6] and "trained_with_seeds" not in b
       assert (a["best_epoch"], a["epochs_trained"]) == (b["best_epoch"], b["epochs_trained"])
       # Batched products may round differently: equal up to float tolerance.
       assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=2e-3)

@@ -150,6 +150,22 @@ def test_penalty_matrix_labels_to_reach_and_time_by_hand(tmp_path):
   assert timing["hours"] == pytest.approx(3 * 4.5 / 3600)
 
 
+def test_seeds_trained_together_share_their_training_seconds(tmp_path):
+  """Vmapped seeds record the batch's training seconds in each seed's rounds."""
+  workdirs = _three_arms(tmp_path)
+  for seed in range(3):
+    path = tmp_path / "waal" / f"seed_{seed}" / "results.json"
+    results = json.loads(path.read_text())
+    for record in results["rounds"]:
+      record["trained_with_seeds"] = [0, 1, 2]
+    path.write_text(json.dumps(results))
+  timing = report.time_spent(report.find_runs(workdirs))["fashion_mnist"]
+  # Per seed and round: 1.0 s of training shared by 3 seeds, plus its own 0.5 s query.
+  assert timing["waal"]["train"] == 3.0                      # as each seed recorded it
+  assert timing["waal"]["hours"] == pytest.approx(3 * 3 * (1.0 / 3 + 0.5) / 3600)
+  assert timing["random"]["hours"] == pytest.approx(3 * 4.5 / 3600)   # trained alone
+
+
 def test_control_arms_have_names_of_their_own():
   base = {"query": {"strategy": "random"}, "train": {"adversarial": "auto", "variant": "paper"}}
   assert report.arm_name(base) == "random"

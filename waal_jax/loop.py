@@ -532,6 +532,8 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
                         f"seed {configs[e.seed_index].seed}: ") from None
       for one, key, fit in zip(runs, keys, fits):
         record, variables = _finish_round(one.exp, round_index, key[1], one.state.labeled, fit)
+        # Its train_seconds are the whole batch's: a report divides them among these seeds.
+        record["trained_with_seeds"] = [config.seed for config in configs]
         one.finish_round(round_index, record, variables, time.time() - round_start)
     return [one.results for one in runs]
 
