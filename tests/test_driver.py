@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -280,6 +281,32 @@ def test_a_second_run_on_a_running_workdir_is_refused_untouched(stopped_in_round
       f"error: --workdir {run['workdir']} is in use by process {run['first'].pid} on "
       f"{socket.gethostname()} since "), lines[0]
   assert run["after"] == run["before"]
+
+
+def test_a_stop_signal_inside_a_gc_callback_is_not_lost():
+  """Python swallows an exception raised in a gc callback (JAX registers one): a SIGTERM
+  handled there must still stop the run, without the "Exception ignored" traceback."""
+  child = textwrap.dedent("""
+      import gc, os, signal, time
+      from waal_jax import interrupts
+      interrupts.stop_on_signals()
+      def callback(phase, info):
+        if phase == "start":
+          os.kill(os.getpid(), signal.SIGTERM)   # handled inside the callback's loop
+          for _ in range(10000):
+            pass
+      gc.callbacks.append(callback)
+      try:
+        gc.collect()
+        time.sleep(1)
+        print("not stopped")
+      except interrupts.Stopped as e:
+        print("stopped by", e)
+  """)
+  done = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True,
+                        text=True, timeout=60, check=False)
+  assert done.stdout.strip() == "stopped by SIGTERM", (done.stdout, done.stderr)
+  assert "Exception ignored" not in done.stderr, done.stderr
 
 
 def test_sigterm_is_one_line_and_the_rerun_equals_uninterrupted(uninterrupted,

@@ -8,8 +8,10 @@ in progress, which the rerun trains again exactly. `held()` keeps a stop out of 
 writes, so none is left half done (Orbax's background commit, a temporary file).
 """
 
+import _thread
 import contextlib
 import signal
+import sys
 import threading
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -32,10 +34,34 @@ def _stop(signum, frame):
   raise Stopped(signum)
 
 
+_other_unraisable = sys.unraisablehook      # what handles every other such exception
+
+
+def _deliver_swallowed_stops(unraisable):
+  """A signal handled inside a garbage-collector callback or a __del__ (JAX has a gc
+  callback) raises Stopped where Python cannot propagate it: it prints "Exception
+  ignored in ..." and goes on, and the stop would be lost (_stop has already set both
+  signals to be ignored). Such a Stopped is signalled again instead; the handler then
+  runs at the main thread's next check, where the exception can propagate (or, landing
+  in a callback again, comes back here)."""
+  if isinstance(unraisable.exc_value, Stopped):
+    signum = unraisable.exc_value.signum
+    signal.signal(signum, _stop)
+    # From another thread, shortly: raised here, in the hook, it would be lost too.
+    again = threading.Timer(0.01, _thread.interrupt_main, (signum,))
+    again.daemon = True
+    again.start()
+    return
+  _other_unraisable(unraisable)
+
+
 def stop_on_signals() -> None:
   """SIGINT and SIGTERM raise Stopped from now on (call from the main thread)."""
   for s in STOP_SIGNALS:
     signal.signal(s, _stop)
+  global _other_unraisable
+  if sys.unraisablehook is not _deliver_swallowed_stops:
+    _other_unraisable, sys.unraisablehook = sys.unraisablehook, _deliver_swallowed_stops
 
 
 @contextlib.contextmanager
