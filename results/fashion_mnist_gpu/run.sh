@@ -1,17 +1,21 @@
 #!/bin/bash
 # The full Table 4 protocol (the paper preset, as results/fashion_mnist_full/run.sh) on one
-# GPU, seeds 0-4 of an arm trained in one program with the seed axis vmapped (the
-# platform's default for --config.seeds on GPU). Made for the lent H200 machine, whose
-# image has jax/flax/optax/orbax but no ml_collections, tensorflow-datasets or network:
-#   carry .gpu (the Fashion-MNIST IDX .gz files in .gpu/fashion-mnist, the ml_collections
-#   wheel in .gpu/whl) and run: bash results/fashion_mnist_gpu/run.sh
+# GPU, seeds 0-4 of an arm trained in one program with the seed axis vmapped. Made for the
+# lent H200 machine, whose image has jax/flax/optax/orbax but no ml_collections,
+# tensorflow-datasets or network. Prepare here, once:
+#   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu/fashion-mnist
+#   cp /usr/share/datasets/fashion-mnist/*.gz .gpu/fashion-mnist/
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .gpu/whl ml-collections==1.1.0
+# then carry .gpu and run there: [ARMS="waal random"] [BUDGET=480] bash results/fashion_mnist_gpu/run.sh
+# ARMS: waal, waal_reference or any query strategy's name (run with the paper preset).
 # Every run stops cleanly (SIGTERM: the finished rounds are kept) at BUDGET seconds from
-# the start, and the results.json/config.json files come back in $OUT/results.tgz;
-# unpack them over results/fashion_mnist_gpu/ and rerun to continue.
+# the start. The runs live in results/fashion_mnist_gpu/<arm>/seed_<k> (checkpoints are
+# git-ignored), and their results.json/config.json come back in $OUT/results.tgz: unpack
+# it in results/fashion_mnist_gpu/ and rerun on any machine to continue from there.
 set -u
 BUDGET=${BUDGET:-480}
 START=$(date +%s)
-W=${WORK:-/tmp/fashion_mnist_gpu}
+W=${WORK:-results/fashion_mnist_gpu}
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$W" "$OUT"
 export PYTHONUNBUFFERED=1
@@ -38,5 +42,6 @@ for arm in ${ARMS:-waal random}; do
   echo "$arm: exit $rc, $(( $(date +%s) - s )) s wall"
   [ $rc = 0 ] || [ $rc = 143 ] || [ $rc = 124 ] || break   # a broken setup: stop early
 done
-tar czf "$OUT/results.tgz" -C "$W" --exclude=checkpoints --exclude=run.lock .
+(cd "$W" && find . -path "./*/seed_*/*" \( -name results.json -o -name config.json \) |
+  tar czf "$OUT/results.tgz" -T -)
 echo "total $(( $(date +%s) - START )) s"
