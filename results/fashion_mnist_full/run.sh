@@ -3,8 +3,11 @@
 # 1,000 labels +500 a round to 6,000, up to 80 epochs a round with the early-stopping
 # rule), every arm of experiments/table4.py, seeds 0-4, and the four strategies newer
 # than the paper (BADGE, BatchBALD, TypiClust, ProbCover) with seeds 0-2. Two runs at
-# once as pinned one-thread processes (this project's CPU machine has 2 cores). Runs go
-# seed by seed; within a seed the arms start longest first (seed 0's hours: waal 1.2,
+# once as pinned one-thread processes (this project's CPU machine has 2 cores).
+# First the comparison of the newer strategies with WAAL, Margin and Random (seeds 0-2,
+# about a third of the CPU hours: BatchBALD's whole-pool queries alone take 5 h or more
+# a seed), then the rest of Table 4. Each step goes seed by seed; within a seed the
+# arms start longest first (seed 0's hours: waal_reference 4+, waal 1.2,
 # random_wasserstein 1.2, ... dbal 0.2), so the runs still going when a machine is
 # taken away are short ones. Rerunning resumes: from the checkpoints, or from
 # results.json where only it was committed.
@@ -15,5 +18,7 @@ OUT=results/fashion_mnist_full
 ARMS=waal_reference,waal,random_wasserstein,random_match_pool,deepfool,kmedian,entropy,\
 coreset,least_confidence,margin,random,dbal
 NEWER=batchbald,probcover,typiclust,badge
+python -m experiments.table4 --out=$OUT --seeds=3 --parallel=2 --arms=batchbald,waal,\
+probcover,typiclust,badge,margin,random
 python -m experiments.table4 --out=$OUT --seeds=3 --parallel=2 --arms=$ARMS,$NEWER
 python -m experiments.table4 --out=$OUT --seeds=5 --parallel=2 --arms=$ARMS
