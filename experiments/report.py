@@ -16,8 +16,8 @@ ablation and "+match_pool" for baselines trained with WAAL's number of steps. Wr
                       penalty matrix (budgets where one arm is significantly better);
                       the labels each arm needs to reach Random's final accuracy; the
                       seconds each arm spent; and Table 1 from --benchmark
-  OUT/<dataset>.png   test accuracy vs labels, one line per arm with a ±std band, the
-                      paper's curves dashed in the same colour
+  OUT/<dataset>.png   test accuracy vs labels: ours (one line per arm, ±std band) and,
+                      beside it on the same axes, the paper's curves in the same colours
   OUT/provenance.md   per run and round: accuracy, seconds per phase, and the class
                       histogram of the queried batch
   OUT/summary.json    the numbers of report.md
@@ -262,27 +262,54 @@ def provenance(runs: List[Run]) -> List[str]:
   return lines
 
 
+def arm_styles(names: List[str]) -> Dict[str, Tuple[tuple, str]]:
+  """A colour and marker per arm, all distinct for up to 20 arms: tab10's ten colours
+  with round markers, then tab20's lighter shades of them with square ones (the default
+  cycle repeats after ten, which drew WAAL and a control in the same blue)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  tab20 = matplotlib.colormaps["tab20"]
+  return {a: (tab20((2 * i) % 20 + (2 * i) // 20 % 2), "o" if i < 10 else "s")
+          for i, a in enumerate(names)}
+
+
 def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
+  """Ours (mean with a ±std band over seeds) on the left and the paper's curves on the
+  right, on the same axes and in the same colour per arm: one panel of 2 x 16 curves
+  cannot be read."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(7, 4.5))
-  for i, a in enumerate(sorted(arms, key=lambda a: (a != "waal", a))):
-    color = f"C{i}"
+  names = sorted(arms, key=lambda a: (a != "waal", a))
+  styles = arm_styles(names)
+  paper_curves = {}
+  for a in names:
+    cells = [(n, paper_cell(paper, dataset, a, n)) for n in sorted(arms[a].accuracy)]
+    cells = [(n, c[0]) for n, c in cells if c is not None]
+    if cells:
+      paper_curves[a] = cells
+  fig, axes = plt.subplots(1, 2 if paper_curves else 1, figsize=(11 if paper_curves else 7, 4.5),
+                           sharex=True, sharey=True, squeeze=False)
+  ours_ax = axes[0][0]
+  for a in names:
+    color, marker = styles[a]
     labels = np.array(sorted(arms[a].accuracy))
     mean = np.array([arms[a].accuracy[n][0] for n in labels])
     std = np.array([arms[a].accuracy[n][1] for n in labels])
-    ax.plot(labels, mean, color=color, marker="o", ms=3, label=f"{a} (ours, n={len(arms[a].seeds)})")
-    ax.fill_between(labels, mean - std, mean + std, color=color, alpha=0.2)
-    cells = [(n, paper_cell(paper, dataset, a, n)) for n in labels]
-    cells = [(n, c[0]) for n, c in cells if c is not None]
-    if cells:
-      ax.plot(*zip(*cells), color=color, ls="--", alpha=0.8, label=f"{a} (paper)")
-  ax.set(xlabel="labeled examples", ylabel="test accuracy (%)", title=dataset)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
+    ours_ax.plot(labels, mean, color=color, marker=marker, ms=3,
+                 label=f"{a} (n={len(arms[a].seeds)})")
+    ours_ax.fill_between(labels, mean - std, mean + std, color=color, alpha=0.2)
+    if a in paper_curves:
+      axes[0][1].plot(*zip(*paper_curves[a]), color=color, marker=marker, ms=3)
+  ours_ax.set(xlabel="labeled examples", ylabel="test accuracy (%)",
+              title=f"{dataset}: ours, mean ± std over seeds")
+  if paper_curves:
+    axes[0][1].set(xlabel="labeled examples", title=f"{dataset}: the paper's tables")
+  for ax in axes[0]:
+    ax.grid(alpha=0.3)
+  fig.legend(*ours_ax.get_legend_handles_labels(), loc="center left",
+             bbox_to_anchor=(1.0, 0.5), fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
 
 

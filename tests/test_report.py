@@ -81,6 +81,17 @@ def test_paper_columns_match_the_csv(workdirs, tmp_path):
   assert summary["fashion_mnist"]["waal"]["aubc"][0] == pytest.approx(79.666667, abs=1e-5)
 
 
+def test_every_arm_of_the_full_campaign_has_its_own_colour_and_marker():
+  # 12 Table 4 arms and 4 newer strategies: matplotlib's default cycle repeats after 10.
+  names = [f"arm{i}" for i in range(16)]
+  styles = report.arm_styles(names)
+  assert len({color for color, _ in styles.values()}) == 16
+  assert [styles[n][1] for n in names] == ["o"] * 10 + ["s"] * 6
+  # The first ten are tab10's colours in order (tab20's even entries).
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  assert styles["arm1"][0] == matplotlib.colormaps["tab10"](1)
+
+
 def test_mixed_protocols_and_bad_folders_are_one_line(workdirs, tmp_path):
   _fabricate(tmp_path / "waal" / "seed_2", "waal", 2, [0.7, 0.8], rounds=1)
   done = run_module("experiments.report", f"--workdirs={workdirs[0]}",

@@ -17,3 +17,4 @@ python -m experiments.main --config=image_folder --config.data.path="$FOLDER" \
   --workdir=$OUT/image_folder --config.seeds=3 $BUDGET
 python -m experiments.main --config=fashion_mnist --config.data.pool_size=5000 \
   --config.data.val_size=1000 --workdir=$OUT/fashion_mnist --config.seeds=3 $BUDGET
+python -m experiments.report --workdirs=$OUT/image_folder,$OUT/fashion_mnist --out=$OUT/report
