@@ -228,6 +228,27 @@ def test_batchbald_skips_a_duplicate_that_bald_takes_twice():
   np.testing.assert_allclose(information[:2], [np.log(2), np.log(4) - h9], atol=1e-4)
 
 
+def test_a_batch_that_pins_down_the_draw_is_noted():
+  """T = 4 draws. Example 1's label tells draws {0, 1} from {2, 3}, example 2's tells
+  {0, 2} from {1, 3}: together they name the draw, I = log 4 = 1.386 nats, the ceiling
+  H(w), at pick 2 of 3; example 0 agrees under every draw and adds 0."""
+  e = 1e-6
+  sure_0, sure_1 = [1 - e, e], [e, 1 - e]
+  probs = np.array([[[0.5, 0.5]] * 4, [sure_0, sure_0, sure_1, sure_1],
+                    [sure_0, sure_1, sure_0, sure_1]], np.float32)
+  picks, information = batchbald.batchbald_greedy(jnp.log(jnp.asarray(probs)),
+                                                  jnp.ones(3, bool), jax.random.key(0),
+                                                  k=3, configurations=64)
+  assert picks.tolist() == [1, 2, 0]
+  np.testing.assert_allclose(information, [np.log(2), np.log(4), np.log(4)], atol=1e-4)
+  note = batchbald.saturation_note(np.asarray(information), 4)
+  assert "ceiling log(query.mc_samples) = 1.39 nats at pick 2 of 3" in note
+  # The duplicate test's batch ends at log 4 - H(0.9) = 1.061 nats, 77% of it: no note;
+  # nor when only the last pick reaches 95% (1.36 >= 0.95 x 1.386 = 1.317).
+  assert batchbald.saturation_note(np.array([0.693, 1.061, 1.061]), 4) == ""
+  assert batchbald.saturation_note(np.array([0.5, 1.2, 1.36]), 4) == ""
+
+
 def test_batchbald_strategy_shares_dropout_masks_and_starts_at_bald(lenet):
   """Through strategies.create on LeNet-5 with dropout: a copied image gets the same T
   predictions (one set of masks for the pool, which the joint needs) while the passes
@@ -252,3 +273,5 @@ def test_batchbald_strategy_shares_dropout_masks_and_starts_at_bald(lenet):
   assert picks[0] == scores.argmax()
   assert len(set(picks)) == 8 and not np.any(is_labeled[picks])
   assert set(picks) <= set(np.argsort(-scores)[:10].tolist())
+  strategy.take_notes()
+  assert strategy.take_notes() == []    # the loop takes each query's notes once

@@ -3,6 +3,8 @@
 Plumbing, on synthetic Fashion-MNIST-shaped images (conftest).
 """
 
+import json
+
 import jax
 import pytest
 
@@ -86,3 +88,22 @@ def test_seeds_of_one_experiment_compile_once(cache_dir, tmp_path):
   finally:
     jax.monitoring.unregister_event_duration_listener(count)
   assert per_seed[0] > 0 and per_seed[1] == 0, per_seed
+
+
+def test_a_strategy_s_notes_reach_the_log_and_results_json(cache_dir, tmp_path, monkeypatch):
+  random_sampling = strategies.get("random")
+  select = random_sampling.select
+
+  def select_with_a_note(self, *args):
+    self.note("the batch saturated at pick 3")
+    return select(self, *args)
+
+  monkeypatch.setattr(random_sampling, "select", select_with_a_note)
+  lines = []
+  results = loop.run(_tiny_config(cache_dir, **{"query.strategy": "random"}), str(tmp_path),
+                     log=lines.append)
+  assert results["rounds"][0]["query_notes"] == ["the batch saturated at pick 3"]
+  assert "query_notes" not in results["rounds"][1]      # the last round does not query
+  assert "round 0/1: query note: the batch saturated at pick 3" in lines
+  with open(tmp_path / "results.json") as f:
+    assert json.load(f)["rounds"][0]["query_notes"] == ["the batch saturated at pick 3"]

@@ -329,6 +329,7 @@ def _finish_round(exp: Experiment, round_index: int, query_key, labeled: np.ndar
     query_start = time.time()
     queried = _query(exp, query_key, fit.variables, labeled)
     query_seconds = time.time() - query_start
+  notes = exp.strategy.take_notes()
   record = {
       "round": round_index,
       "num_labeled": int(len(labeled)),
@@ -347,6 +348,8 @@ def _finish_round(exp: Experiment, round_index: int, query_key, labeled: np.ndar
       "epoch_metrics": fit.epochs,
       "commit": provenance.software()["commit"],   # a resumed run may span commits
   }
+  if notes:   # what the strategy found worth saying about this query
+    record["query_notes"] = notes
   return record, fit.variables
 
 
@@ -465,6 +468,8 @@ class _OpenRun:
              f"{record['test_accuracy']:.4f} with {record['num_labeled']} labels (validation "
              f"{record['val_accuracy']:.4f}, epoch {record['best_epoch']}); train "
              f"{record['train_seconds']:.1f}s, query {record['query_seconds']:.2f}s{eta}")
+    for note in record.get("query_notes", []):
+      self.log(f"round {round_index}/{self.exp.al.rounds}: query note: {note}")
 
   def close(self) -> None:
     """Closes the checkpoints and releases the workdir (also after an error or a stop)."""

@@ -9,7 +9,7 @@ whole scoring batches (M >= N examples); the padding is never selectable.
 
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, Mapping, Optional, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +66,17 @@ class Strategy:
     """`query`: settings.QuerySettings (batch_size, and this strategy's options)."""
     self.nets, self.spec, self.mesh = nets, spec, mesh
     self.options = query.options
+    self._notes: List[str] = []
+
+  def note(self, message: str) -> None:
+    """Keeps a line for the user about the current query (see `take_notes`)."""
+    self._notes.append(message)
+
+  def take_notes(self) -> List[str]:
+    """The lines the last `select` kept, emptied: the loop logs them and records them
+    in the round's `query_notes`."""
+    notes, self._notes = self._notes, []
+    return notes
 
   def select(self, key, variables: dict, pool: ScoringPool, is_labeled: np.ndarray,
              query_size: int) -> np.ndarray:
