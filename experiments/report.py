@@ -7,12 +7,14 @@ folders of --config.seeds); every results.json below it is read. Runs are groupe
 dataset and by "arm": the query strategy, plus "+h_div" for the H-divergence
 ablation and "+match_pool" for baselines trained with WAAL's number of steps. Writes
 
-  OUT/report.md       per dataset: accuracy per number of labels and arm, each cell
-                      "ours mean ± std (paper mean ± std)" in %, with the difference
-                      marked where it exceeds the combined std (sqrt(s_ours^2 +
-                      s_paper^2)); the area under the budget curve (mean accuracy over
-                      the rounds); each arm's protocol; per budget a paired t-test of
-                      WAAL against each arm over their common seeds; the pairwise
+  OUT/report.md       per dataset: a table at a glance (per arm: the first, middle and
+                      last budgets, AUBC, hours); accuracy per number of labels and
+                      arm, each cell "ours mean ± std (paper mean ± std)" in %, with
+                      the difference marked where it exceeds the combined std
+                      (sqrt(s_ours^2 + s_paper^2)); the area under the budget curve
+                      (mean accuracy over the rounds); each arm's protocol; per
+                      budget a paired t-test of WAAL against each arm over their
+                      common seeds; the pairwise
                       penalty matrix (budgets where one arm is significantly better);
                       the labels each arm needs to reach Random's final accuracy; the
                       seconds each arm spent; and Table 1 from --benchmark
@@ -23,7 +25,8 @@ ablation and "+match_pool" for baselines trained with WAAL's number of steps. Wr
   OUT/summary.json    the numbers of report.md
 
 Only finished runs (every round of their protocol in results.json) are counted; the
-others are listed at the end of report.md. Means are over seeds; std is the sample standard deviation (ddof=1; 0 for one seed).
+others are listed at the end of report.md. Means are over seeds; std is the sample
+standard deviation (ddof=1; 0 for one seed).
 """
 
 import collections
@@ -202,13 +205,42 @@ def accuracy_table(dataset: str, arms: Dict[str, ArmSummary], paper) -> List[str
   return lines
 
 
+def glance_budgets(arms: Dict[str, ArmSummary]) -> List[int]:
+  """The smallest, middle and largest label counts (1,000, 3,500 and 6,000 in Table 4)."""
+  labels = sorted({n for arm in arms.values() for n in arm.accuracy})
+  return sorted({labels[0], labels[(len(labels) - 1) // 2], labels[-1]})
+
+
+def paper_aubc(dataset: str, arm: str, summary: ArmSummary, paper) -> Optional[float]:
+  """The paper's mean accuracy over the label counts we ran, if it has them all."""
+  cells = [paper_cell(paper, dataset, arm, n) for n in summary.accuracy]
+  return None if any(c is None for c in cells) else float(np.mean([c[0] for c in cells]))
+
+
+def glance_table(dataset: str, arms: Dict[str, ArmSummary], paper,
+                 timing: Dict[str, Dict[str, float]]) -> List[str]:
+  """One row per arm, best AUBC first: the first, middle and last budgets' cells, the
+  AUBC beside the paper's, the seeds and the arm's hours."""
+  budgets = glance_budgets(arms)
+  lines = ["| arm | n | " + " | ".join(f"{n:,} labels" for n in budgets)
+           + " | AUBC (paper) | hours |", "| --- |" + " --- |" * (len(budgets) + 3)]
+  for a in sorted(arms, key=lambda a: -arms[a].aubc[0]):
+    cells = [_cell(arms[a].accuracy[n], paper_cell(paper, dataset, a, n))
+             if n in arms[a].accuracy else "-" for n in budgets]
+    mean, std = arms[a].aubc
+    theirs = paper_aubc(dataset, a, arms[a], paper)
+    aubc = f"{mean:.2f} ± {std:.2f}" + ("" if theirs is None else f" ({theirs:.2f})")
+    lines.append(f"| {a} | {len(arms[a].seeds)} | " + " | ".join(cells)
+                 + f" | {aubc} | {timing[a]['hours']:.2f} |")
+  return lines
+
+
 def aubc_table(dataset: str, arms: Dict[str, ArmSummary], paper) -> List[str]:
   """AUBC: mean accuracy over the rounds; the paper's over the same label counts."""
   lines = ["| arm | ours AUBC | paper AUBC (same label counts) |", "| --- | --- | --- |"]
   for a in sorted(arms, key=lambda a: -arms[a].aubc[0]):
-    cells = [paper_cell(paper, dataset, a, n) for n in arms[a].accuracy]
-    paper_text = ("-" if any(c is None for c in cells)
-                  else f"{np.mean([c[0] for c in cells]):.2f}")
+    theirs = paper_aubc(dataset, a, arms[a], paper)
+    paper_text = "-" if theirs is None else f"{theirs:.2f}"
     mean, std = arms[a].aubc
     lines.append(f"| {a} | {mean:.2f} ± {std:.2f} | {paper_text} |")
   return lines
@@ -452,7 +484,9 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None)
   for dataset, arms in summary.items():
     lines += [f"## {dataset}", "", "Protocols:", ""]
     lines += [f"- {a}: {arms[a].protocol}; seeds {arms[a].seeds}" for a in sorted(arms)]
-    lines += [""] + accuracy_table(dataset, arms, paper) + [""]
+    lines += ["", "At a glance (best AUBC first; hours: the arm's total over its seeds):", ""]
+    lines += glance_table(dataset, arms, paper, timing[dataset]) + [""]
+    lines += ["Every budget:", ""] + accuracy_table(dataset, arms, paper) + [""]
     lines += ["Area under the budget curve:", ""] + aubc_table(dataset, arms, paper) + [""]
     plot(dataset, arms, paper, os.path.join(out, f"{dataset}.png"))
     lines += [f"![{dataset}]({dataset}.png)", ""]
