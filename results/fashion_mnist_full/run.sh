@@ -22,3 +22,11 @@ python -m experiments.table4 --out=$OUT --seeds=3 --parallel=2 --arms=batchbald,
 probcover,typiclust,badge,margin,random
 python -m experiments.table4 --out=$OUT --seeds=3 --parallel=2 --arms=$ARMS,$NEWER
 python -m experiments.table4 --out=$OUT --seeds=5 --parallel=2 --arms=$ARMS
+# The reports: Table 4 (every arm, every seed), and the newer strategies beside WAAL,
+# Margin and Random on their common seeds 0-2.
+python -m experiments.report --workdirs=$OUT --out=$OUT/report
+NEWER_REPORT=""
+for arm in waal margin random batchbald probcover typiclust badge; do
+  for seed in 0 1 2; do NEWER_REPORT="$NEWER_REPORT,$OUT/$arm/seed_$seed"; done
+done
+python -m experiments.report --workdirs="${NEWER_REPORT#,}" --out=$OUT/report_newer
