@@ -14,10 +14,10 @@ ablation and "+match_pool" for baselines trained with WAAL's number of steps. Wr
                       (sqrt(s_ours^2 + s_paper^2)); the area under the budget curve
                       (mean accuracy over the rounds); each arm's protocol; per
                       budget a paired t-test of WAAL against each arm over their
-                      common seeds; the pairwise
-                      penalty matrix (budgets where one arm is significantly better);
-                      the labels each arm needs to reach Random's final accuracy; the
-                      seconds each arm spent; and Table 1 from --benchmark
+                      common seeds; the pairwise penalty matrix (budgets where one
+                      arm is significantly better); the labels each arm needs to
+                      reach Random's final accuracy; the seconds each arm spent; and
+                      Table 1 from --benchmark
   OUT/<dataset>.png   test accuracy vs labels: ours (one line per arm, ±std band) and,
                       beside it on the same axes, the paper's curves in the same colours
   OUT/provenance.md   per run and round: accuracy, seconds per phase, and the class
@@ -194,7 +194,7 @@ def _cell(ours: Tuple[float, float, int], paper: Optional[Tuple[float, float]]) 
 
 
 def accuracy_table(dataset: str, arms: Dict[str, ArmSummary], paper) -> List[str]:
-  names = sorted(arms, key=lambda a: (a != "waal", a))
+  names = _ordered(arms)
   labels = sorted({n for arm in arms.values() for n in arm.accuracy})
   lines = ["| labels | " + " | ".join(f"{a} (n={len(arms[a].seeds)})" for a in names) + " |",
            "| --- |" + " --- |" * len(names)]
@@ -311,7 +311,7 @@ def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  names = sorted(arms, key=lambda a: (a != "waal", a))
+  names = _ordered(arms)
   styles = arm_styles(names)
   paper_curves = {}
   for a in names:
