@@ -12,6 +12,7 @@ from waal_jax import data
 from waal_jax import models
 from waal_jax import sharding
 from waal_jax import strategies
+from waal_jax.errors import UserError
 from waal_jax.strategies import badge
 from waal_jax.strategies import bald
 from waal_jax.strategies import batchbald
@@ -159,8 +160,9 @@ def _dirichlet_probs(n, samples, classes, seed):
 
 def _state_after(chosen, configurations, key):
   state = batchbald.initial_state(chosen.shape[1], configurations)
-  for i, probs_x in enumerate(chosen):
-    state = batchbald.extend(state, jnp.asarray(probs_x), jax.random.fold_in(key, i))
+  chosen_log_probs = jnp.log(jnp.asarray(chosen))
+  for i in range(len(chosen)):
+    state = batchbald.extend(state, chosen_log_probs, i + 1, jax.random.fold_in(key, i))
   return state
 
 
@@ -194,6 +196,42 @@ def test_sampled_joint_entropy_agrees_with_the_exact_one():
   np.testing.assert_allclose(sampled - sampled.mean(), exact - exact.mean(), atol=0.03)
   assert exact[0] == pytest.approx(_brute_force_joint_entropy(probs[:9], range(9)),
                                    rel=1e-5)
+
+
+def test_sampled_configurations_are_stratified_over_the_draws():
+  """T = 4 sure draws: example 1's label is t // 2, example 2's is t % 2 under draw t.
+  S = 10 rows: 10 // 4 = 2 per draw (rows 2t, 2t + 1 from draw t, weight 1/8 each), the
+  last 2 rows unused (weight 0). Each configuration names its draw: rows one-hot at t,
+  p(config) = 1/4."""
+  e = 1e-6
+  sure_0, sure_1 = [1 - e, e], [e, 1 - e]
+  chosen = np.log(np.array([[sure_0, sure_0, sure_1, sure_1],
+                            [sure_0, sure_1, sure_0, sure_1]], np.float32))
+  rows, log_prob, weight, exact, count = batchbald.sample_configurations(
+      jnp.asarray(chosen), 2, jax.random.key(0), 10)
+  assert not bool(exact) and int(count) == 10
+  np.testing.assert_allclose(weight, [1 / 8] * 8 + [0, 0])
+  np.testing.assert_allclose(rows[:8], np.repeat(np.eye(4), 2, axis=0), atol=1e-5)
+  np.testing.assert_allclose(log_prob[:8], np.log(0.25), atol=1e-5)
+
+
+def test_the_sampled_information_stays_at_its_ceiling():
+  """T = 4 draws, 400 examples, 60 picks, S = 512: the batch saturates within a few picks,
+  so the true I(y_1..y_n; w) stays at most log 4 = 1.386 nats. Configurations drawn
+  afresh each pick keep the estimate there (mean over picks 21-60: 1.43); carried over
+  from pick to pick, as this code did before, they inherited the greedy choice's bias
+  and the estimate climbed to 2.26 (1.77 with another pool)."""
+  probs = np.random.default_rng(3).dirichlet(np.full(10, 0.5), (400, 4)).astype(np.float32)
+  _, information = batchbald.batchbald_greedy(jnp.log(probs), jnp.ones(400, bool),
+                                              jax.random.key(0), k=60, configurations=512)
+  assert float(np.mean(information[20:])) == pytest.approx(np.log(4), abs=0.2)
+
+
+def test_fewer_configurations_than_draws_are_refused(lenet):
+  nets, _ = lenet
+  with pytest.raises(UserError, match=r"query.batchbald_configurations=8: must be at least "
+                                      r"query.mc_samples=10"):
+    _strategy("batchbald", nets, mc_samples=10, batchbald_configurations=8)
 
 
 def test_batchbald_first_pick_and_score_are_bald_s():

@@ -14,30 +14,31 @@ not depend on batching or devices either.
 The chosen batch is kept as S = batchbald_configurations rows of label configurations:
 row s holds p(config_s | w_t) over t, normalised to sum 1 over t (so that products of
 many probabilities never underflow), with log p(config_s) aside. All C^(n-1)
-configurations while they fit (exact); past that, S configurations drawn from the MC
-distribution, extended by one label each per pick (ancestral sampling), with the
-importance-weighted estimate H = -mean_s sum_y p(config_s, y) / p(config_s)
-log p(config_s, y) = mean_s [-log p(config_s) + H(y_x | config_s)]. With q_s(x) =
-rows_s @ p_x (T) -> (C), the conditional of y_x given configuration s, both estimates
-read H = sum_s w_s (H(q_s(x)) - log p(config_s)), w_s = p(config_s) or 1/S.
+configurations while they fit (exact, weights w_s = p(config_s)); past that, S
+configurations drawn afresh after every pick, S / T of them from each draw's
+p(y_1..y_n | w_t) (stratified: the rows' mix over the draws is exactly the uniform
+prior), weights 1/S, the sampled estimate of Kirsch et al. Either way H(y_batch, y_x) =
+sum_s w_s (H(q_s(x)) - log p(config_s)), where q_s(x) = rows_s @ p_x (T) -> (C) is the
+distribution of y_x given configuration s. Carrying the configurations over from pick
+to pick instead (one label appended to each), as this module first did, makes them
+inherit the greedy choice's bias: the estimate of I then climbed to 2-4 times the most
+a batch can hold (results/batchbald_ceiling).
 
 Cost per pick: one (S, T) x (T, N C) product and S N C logarithms, S T N C multiply-adds
 (S = 1024, T = 10, the 40K Fashion-MNIST pool: 4.1e9 per pick, 2e12 for a query of 500:
 182 s on the quiet 2-core CPU, 368x WAAL's query; K = 5000 took 51 s on it busy).
+Drawing the configurations afresh costs S n T per pick (5e6 at n = 500), far less.
 `batchbald_candidates` K limits N to the K of largest BALD. Memory:
-the candidates' probabilities, N T C, and one block of candidates at a time (S x block x
-C values, _BLOCK_ELEMENTS).
+the candidates' probabilities, N T C, one block of candidates at a time (S x block x C
+values, _BLOCK_ELEMENTS), and S k T values to draw the configurations (20 MB at S = 1024,
+k = 500, T = 10).
 
 Large batches. With T draws, I(y_1..y_n; w) <= H(w) = log T, so a batch can only tell T
-draws apart: after a few picks the rest add almost nothing and the greedy choice follows
-the estimate's noise and the draws that dominate the sampled configurations. Measured
-on Fashion-MNIST (LeNet-5 after 1,000 labels, a pool of 4,000, batch 500): T = 10
-reached 98% of log 10 = 2.30 nats by pick 10, and T = 30 reached 98% of log 30 = 3.40
-by pick 50; after that the sampled estimate wandered: up to 9.2 nats at pick 500 for
-T = 10 (no batch can hold more than 2.30), down to 0.2 for T = 30
-(results/batchbald_ceiling).
-The full protocol's batches of 500 with T = 10 put 77-91% of their picks in one class
-in five of seed 0's ten queries. A query whose batch saturates leaves a line in the round's
+draws apart: after a few picks the rest add almost nothing, and the greedy choice among
+them follows the estimate's noise. Measured on Fashion-MNIST (LeNet-5 after 1,000
+labels, a pool of 4,000, batch 500; results/batchbald_ceiling): T = 10 reached 95% of
+log 10 = 2.30 nats at pick 9, T = 30 95% of log 30 = 3.40 at pick 12; the later picks
+spread over all ten classes. A query whose batch saturates leaves a line in the round's
 `query_notes` (saturation_note)."""
 
 import functools
@@ -111,33 +112,59 @@ def joint_entropies(state, blocks, classes: int):
   return constant + jax.lax.map(one_block, blocks).reshape(-1)
 
 
-@jax.jit
-def extend(state, probs_x, key):
-  """The state with example x's label added to every configuration: each row's C
-  continuations while they fit in S rows; else S configurations drawn from the joint
-  (at the switch: a configuration by p(config), then the label by p(y_x | config)), or
-  one continuation per row drawn from p(y_x | config)."""
-  rows, log_prob, weight, exact, count = state
+def _extend_exactly(state, probs_x):
+  """Every configuration of the state continued by each of x's C labels (the rows fit)."""
+  rows, log_prob, _, _, count = state
   size, classes = rows.shape[0], probs_x.shape[-1]
   q = jnp.matmul(rows, probs_x, precision=_HIGHEST)                  # (S, C)
-  log_q = jnp.log(jnp.maximum(q, _TINY))
   r = jnp.arange(size)
-  fits = exact & (count * classes <= size)
-  parent_key, label_key = jax.random.split(key)
-  drawn = jax.lax.cond(   # only at the switch: S x S Gumbel draws
-      exact & ~fits,
-      lambda: jax.random.categorical(parent_key, jnp.where(r < count, log_prob, -jnp.inf),
-                                     shape=(size,)),
-      lambda: r)
-  parent = jnp.where(fits, r // classes, drawn)
-  label = jnp.where(fits, r % classes, jax.random.categorical(label_key, log_q[drawn]))
-  valid = jnp.where(fits, r < count * classes, True)
-  q_chosen = q[parent, label]
-  new_rows = rows[parent] * probs_x[:, label].T / jnp.maximum(q_chosen, _TINY)[:, None]
-  new_log_prob = jnp.where(valid, log_prob[parent] + log_q[parent, label], 0.0)
-  new_weight = jnp.where(fits, jnp.where(valid, jnp.exp(new_log_prob), 0.0), 1.0 / size)
-  return (jnp.where(valid[:, None], new_rows, 0.0), new_log_prob, new_weight, fits,
-          jnp.where(fits, count * classes, size))
+  parent, label = r // classes, r % classes
+  valid = r < count * classes
+  q_chosen = jnp.maximum(q[parent, label], _TINY)
+  new_rows = rows[parent] * probs_x[:, label].T / q_chosen[:, None]
+  new_log_prob = jnp.where(valid, log_prob[parent] + jnp.log(q_chosen), 0.0)
+  return (jnp.where(valid[:, None], new_rows, 0.0), new_log_prob,
+          jnp.where(valid, jnp.exp(new_log_prob), 0.0), jnp.array(True),
+          (count * classes).astype(jnp.int32))
+
+
+def sample_configurations(chosen_log_probs, count, key, size: int):
+  """S = size label configurations of the first `count` chosen examples, drawn afresh
+  and stratified over the T draws: rows t * (S // T) .. hold S // T configurations drawn
+  from p(y_1..y_n | w_t), so that every draw is represented equally and the rows' mix is
+  exactly p(config) (rows past (S // T) T get weight 0)."""
+  chosen, samples, _ = chosen_log_probs.shape
+  per_draw = size // samples
+  r = jnp.arange(size)
+  draw = jnp.minimum(r // per_draw, samples - 1)
+  # Labels by inverse CDF: one uniform per row and example (Gumbel draws would take C).
+  cdf = jnp.cumsum(jnp.exp(chosen_log_probs), axis=-1)[:, draw]       # (k, S, C)
+  uniform = jax.random.uniform(key, (chosen, size, 1)) * cdf[..., -1:]
+  labels = jnp.minimum(jnp.sum(cdf < uniform, axis=-1), cdf.shape[-1] - 1).T  # (S, k)
+  # log p(y_si | w_t) for every row s, chosen example i and draw t: (S, k, T).
+  per_label = chosen_log_probs[jnp.arange(chosen)[None, :, None], jnp.arange(samples),
+                               labels[:, :, None]]
+  in_batch = (jnp.arange(chosen) < count)[None, :, None]
+  log_joint = jnp.sum(jnp.where(in_batch, per_label, 0.0), axis=1)  # log p(config_s | w_t)
+  valid = r < per_draw * samples
+  log_prob = jax.nn.logsumexp(log_joint, axis=1) - jnp.log(samples)
+  return (jax.nn.softmax(log_joint, axis=1), jnp.where(valid, log_prob, 0.0),
+          jnp.where(valid, 1.0 / (per_draw * samples), 0.0), jnp.array(False),
+          jnp.array(size, jnp.int32))
+
+
+@jax.jit
+def extend(state, chosen_log_probs, count, key):
+  """The state for the batch of the first `count` rows of chosen_log_probs (K, T, C),
+  the last of them just added: every configuration continued by each of its C labels
+  while they fit in the S rows (exact); past that, S configurations drawn afresh
+  (sample_configurations)."""
+  rows, _, _, exact, configurations = state
+  size, classes = rows.shape[0], chosen_log_probs.shape[-1]
+  return jax.lax.cond(
+      exact & (configurations * classes <= size),
+      lambda: _extend_exactly(state, jnp.exp(chosen_log_probs[count - 1])),
+      lambda: sample_configurations(chosen_log_probs, count, key, size))
 
 
 def block_size(configurations: int, classes: int, candidates: int) -> int:
@@ -158,18 +185,19 @@ def batchbald_greedy(log_probs, selectable, key, *, k: int, configurations: int)
   blocks = candidate_blocks(probs, block_size(configurations, classes, n))
 
   def pick(i, carry):
-    state, available, picks, information, chosen_conditional = carry
+    state, available, picks, information, chosen_conditional, chosen = carry
     joint = joint_entropies(state, blocks, classes)[:n]
     j = jnp.argmax(jnp.where(available, joint - conditional, -jnp.inf))
     chosen_conditional = chosen_conditional + conditional[j]
     information = information.at[i].set(joint[j] - chosen_conditional)
-    state = extend(state, probs[j], jax.random.fold_in(key, i))
-    return state, available.at[j].set(False), picks.at[i].set(j), information, \
-        chosen_conditional
+    chosen = chosen.at[i].set(log_probs[j])
+    state = extend(state, chosen, i + 1, jax.random.fold_in(key, i))
+    return (state, available.at[j].set(False), picks.at[i].set(j), information,
+            chosen_conditional, chosen)
 
   init = (initial_state(samples, configurations), selectable, jnp.zeros(k, jnp.int32),
-          jnp.zeros(k), jnp.zeros(()))
-  _, _, picks, information, _ = jax.lax.fori_loop(0, k, pick, init)
+          jnp.zeros(k), jnp.zeros(()), jnp.zeros((k, samples, classes), log_probs.dtype))
+  _, _, picks, information, _, _ = jax.lax.fori_loop(0, k, pick, init)
   return picks, information
 
 
@@ -180,8 +208,8 @@ def saturation_note(information: np.ndarray, samples: int) -> str:
   """A warning when the batch's estimated I(y_1..y_n; w) (after each pick) reached
   SATURATED of its ceiling before the last pick, else "". With T equally likely weight
   draws, I <= H(w) = log T: once the batch nearly pins down the draw, the later picks
-  add almost nothing, and the greedy choice among them follows the estimate's noise and
-  whichever draws dominate the sampled configurations (see the module's docstring)."""
+  add almost nothing, and the greedy choice among them follows the estimate's noise
+  (see the module's docstring)."""
   ceiling = math.log(samples)
   reached = np.flatnonzero(information >= SATURATED * ceiling)
   if not len(reached) or reached[0] + 1 >= len(information):
@@ -200,6 +228,10 @@ class BatchBALD(base.Strategy):
 
   def __init__(self, nets, spec, query, mesh):
     super().__init__(nets, spec, query, mesh)
+    if self.options["batchbald_configurations"] < self.options["mc_samples"]:
+      fields.fail("query.batchbald_configurations", self.options["batchbald_configurations"],
+                  f"must be at least query.mc_samples={self.options['mc_samples']} (the "
+                  "sampled configurations are spread evenly over the draws)")
 
     def log_probs(inputs, x, keys):
       del keys    # one set of masks for the whole pool, not one per example
