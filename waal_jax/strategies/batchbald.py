@@ -114,25 +114,25 @@ def joint_entropies(state, blocks, classes: int):
 
 def _extend_exactly(state, probs_x):
   """Every configuration of the state continued by each of x's C labels (the rows fit)."""
-  rows, log_prob, _, _, count = state
+  rows, log_prob, _, _, in_use = state
   size, classes = rows.shape[0], probs_x.shape[-1]
   q = jnp.matmul(rows, probs_x, precision=_HIGHEST)                  # (S, C)
   r = jnp.arange(size)
   parent, label = r // classes, r % classes
-  valid = r < count * classes
+  valid = r < in_use * classes
   q_chosen = jnp.maximum(q[parent, label], _TINY)
   new_rows = rows[parent] * probs_x[:, label].T / q_chosen[:, None]
   new_log_prob = jnp.where(valid, log_prob[parent] + jnp.log(q_chosen), 0.0)
   return (jnp.where(valid[:, None], new_rows, 0.0), new_log_prob,
           jnp.where(valid, jnp.exp(new_log_prob), 0.0), jnp.array(True),
-          (count * classes).astype(jnp.int32))
+          (in_use * classes).astype(jnp.int32))
 
 
 def sample_configurations(chosen_log_probs, count, key, size: int):
   """S = size label configurations of the first `count` chosen examples, drawn afresh
   and stratified over the T draws: rows t * (S // T) .. hold S // T configurations drawn
-  from p(y_1..y_n | w_t), so that every draw is represented equally and the rows' mix is
-  exactly p(config) (rows past (S // T) T get weight 0)."""
+  from p(y_1..y_n | w_t), so every draw is represented equally and the rows are a
+  stratified sample of p(config) (rows past (S // T) T get weight 0)."""
   chosen, samples, _ = chosen_log_probs.shape
   per_draw = size // samples
   r = jnp.arange(size)
@@ -159,10 +159,10 @@ def extend(state, chosen_log_probs, count, key):
   the last of them just added: every configuration continued by each of its C labels
   while they fit in the S rows (exact); past that, S configurations drawn afresh
   (sample_configurations)."""
-  rows, _, _, exact, configurations = state
+  rows, _, _, exact, in_use = state
   size, classes = rows.shape[0], chosen_log_probs.shape[-1]
   return jax.lax.cond(
-      exact & (configurations * classes <= size),
+      exact & (in_use * classes <= size),
       lambda: _extend_exactly(state, jnp.exp(chosen_log_probs[count - 1])),
       lambda: sample_configurations(chosen_log_probs, count, key, size))
 
