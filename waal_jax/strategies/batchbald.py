@@ -26,8 +26,9 @@ a batch can hold (results/batchbald_ceiling).
 
 Cost per pick: one (S, T) x (T, N C) product and S N C logarithms, S T N C multiply-adds
 (S = 1024, T = 10, the 40K Fashion-MNIST pool: 4.1e9 per pick, 2e12 for a query of 500:
-182 s on the quiet 2-core CPU, 368x WAAL's query; K = 5000 took 51 s on it busy).
-Drawing the configurations afresh costs S n T per pick (5e6 at n = 500), far less.
+184 s on the quiet 2-core CPU, 368x WAAL's query; K = 5000 took 51 s on it busy).
+Drawing the configurations afresh costs S n T per pick (5e6 at n = 500), far less: the
+query took 182 s when they were carried over.
 `batchbald_candidates` K limits N to the K of largest BALD. Memory:
 the candidates' probabilities, N T C, one block of candidates at a time (S x block x C
 values, _BLOCK_ELEMENTS), and S k T values to draw the configurations (20 MB at S = 1024,
