@@ -7,12 +7,12 @@ folders of --config.seeds); every results.json below it is read. Runs are groupe
 dataset and by "arm": the query strategy, plus "+h_div" for the H-divergence
 ablation and "+match_pool" for baselines trained with WAAL's number of steps. Writes
 
-  OUT/report.md       per dataset: a table at a glance (per arm: the first, middle and
-                      last budgets, AUBC, hours); accuracy per number of labels and
-                      arm, each cell "ours mean ± std (paper mean ± std)" in %, with
-                      the difference marked where it exceeds the combined std
-                      (sqrt(s_ours^2 + s_paper^2)); the area under the budget curve
-                      (mean accuracy over the rounds); each arm's protocol; per
+  OUT/report.md       per dataset: each arm's protocol; a table at a glance (per arm:
+                      the first, middle and last budgets, the area under the budget
+                      curve (AUBC: mean accuracy over the rounds), hours); accuracy
+                      per number of labels and arm, each cell "ours mean ± std (paper
+                      mean ± std)" in %, with the difference marked where it exceeds
+                      the combined std (sqrt(s_ours^2 + s_paper^2)); per
                       budget a paired t-test of WAAL against each arm over their
                       common seeds; the pairwise penalty matrix (budgets where one
                       arm is significantly better); the labels each arm needs to
@@ -232,17 +232,6 @@ def glance_table(dataset: str, arms: Dict[str, ArmSummary], paper,
     aubc = f"{mean:.2f} ± {std:.2f}" + ("" if theirs is None else f" ({theirs:.2f})")
     lines.append(f"| {a} | {len(arms[a].seeds)} | " + " | ".join(cells)
                  + f" | {aubc} | {timing[a]['hours']:.2f} |")
-  return lines
-
-
-def aubc_table(dataset: str, arms: Dict[str, ArmSummary], paper) -> List[str]:
-  """AUBC: mean accuracy over the rounds; the paper's over the same label counts."""
-  lines = ["| arm | ours AUBC | paper AUBC (same label counts) |", "| --- | --- | --- |"]
-  for a in sorted(arms, key=lambda a: -arms[a].aubc[0]):
-    theirs = paper_aubc(dataset, a, arms[a], paper)
-    paper_text = "-" if theirs is None else f"{theirs:.2f}"
-    mean, std = arms[a].aubc
-    lines.append(f"| {a} | {mean:.2f} ± {std:.2f} | {paper_text} |")
   return lines
 
 
@@ -484,10 +473,10 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None)
   for dataset, arms in summary.items():
     lines += [f"## {dataset}", "", "Protocols:", ""]
     lines += [f"- {a}: {arms[a].protocol}; seeds {arms[a].seeds}" for a in sorted(arms)]
-    lines += ["", "At a glance (best AUBC first; hours: the arm's total over its seeds):", ""]
+    lines += ["", "At a glance (AUBC: the mean accuracy over the rounds, the paper's over the "
+              "same label counts; best first; hours: the arm's total over its seeds):", ""]
     lines += glance_table(dataset, arms, paper, timing[dataset]) + [""]
     lines += ["Every budget:", ""] + accuracy_table(dataset, arms, paper) + [""]
-    lines += ["Area under the budget curve:", ""] + aubc_table(dataset, arms, paper) + [""]
     plot(dataset, arms, paper, os.path.join(out, f"{dataset}.png"))
     lines += [f"![{dataset}]({dataset}.png)", ""]
     per_seed = seeds[dataset]

@@ -21,7 +21,7 @@ prior), weights 1/S, the sampled estimate of Kirsch et al. Either way H(y_batch,
 sum_s w_s (H(q_s(x)) - log p(config_s)), where q_s(x) = rows_s @ p_x (T) -> (C) is the
 distribution of y_x given configuration s. Carrying the configurations over from pick
 to pick instead (one label appended to each), as this module first did, makes them
-inherit the greedy choice's bias: the estimate of I then climbed to 2-4 times the most
+inherit the greedy choice's bias: the estimate of I then climbed to four times the most
 a batch can hold (results/batchbald_ceiling).
 
 Cost per pick: one (S, T) x (T, N C) product and S N C logarithms, S T N C multiply-adds
