@@ -1,4 +1,5 @@
-"""One round of every strategy, and of the H-divergence ablation, through the loop.
+"""One round of every strategy, and of the H-divergence ablation, through the loop; a
+round killed between epochs, resumed.
 
 Plumbing, on synthetic Fashion-MNIST-shaped images (conftest).
 """
@@ -6,10 +7,12 @@ Plumbing, on synthetic Fashion-MNIST-shaped images (conftest).
 import json
 
 import jax
+import numpy as np
 import pytest
 
 from conftest import write_synthetic_fashion_mnist
 from experiments.configs import fashion_mnist
+from waal_jax import checkpoints
 from waal_jax import loop
 from waal_jax import strategies
 
@@ -107,3 +110,78 @@ def test_a_strategy_s_notes_reach_the_log_and_results_json(cache_dir, tmp_path, 
   assert "round 0/1: query note: the batch saturated at pick 3" in lines
   with open(tmp_path / "results.json") as f:
     assert json.load(f)["rounds"][0]["query_notes"] == ["the batch saturated at pick 3"]
+
+
+class _Killed(Exception):
+  """Stands for a kill: raised from the log once the given line has been logged."""
+
+
+def _killed_at(line_start: str, lines: list):
+  def log(message):
+    lines.append(message)
+    if message.strip().startswith(line_start) and "round 1/1: training" in "\n".join(lines):
+      raise _Killed(message)
+  return log
+
+
+def _round_essentials(results):
+  """Everything a round records but its seconds (a resumed round spans two processes)."""
+  drop = ("train_seconds", "query_seconds", "eval_seconds", "seconds")
+  return [{k: ([{m: v for m, v in e.items() if m not in drop} for e in r["epoch_metrics"]]
+               if k == "epoch_metrics" else r[k]) for k in r if k not in drop}
+          for r in results["rounds"]]
+
+
+def test_a_round_killed_between_epochs_resumes_after_its_saved_epoch(cache_dir, tmp_path):
+  """WAAL, two rounds of 4 epochs, saved after every epoch and killed in round 1 once
+  epoch 3 is logged (after the save of epoch 2, before that of epoch 3): the rerun
+  trains epochs 3 and 4 only and records exactly what an unsaved, uninterrupted run
+  did. With the saved file truncated instead, the rerun says so in one line and trains
+  the round from its first epoch, to the same records."""
+  config = _tiny_config(cache_dir, **{"train.epochs": 4, "train.patience": 0})
+  uninterrupted = loop.run(config, str(tmp_path / "uninterrupted"), lambda _: None,
+                           progress_seconds=-1)
+  for case in ("resumed", "damaged"):
+    workdir = tmp_path / case
+    saved = workdir / "round_progress.msgpack"
+    with pytest.raises(_Killed):
+      loop.run(config, str(workdir), _killed_at("epoch 3/4", []), progress_seconds=0)
+    assert saved.exists()
+    if case == "damaged":
+      saved.write_bytes(saved.read_bytes()[:100])
+    lines = []
+    rerun = loop.run(config, str(workdir), lines.append, progress_seconds=0)
+    start = lines.index("round 1/1: training on 90 labels (510 unlabeled)")
+    epochs = [line.split(":")[0].strip() for line in lines[start:] if "loss" in line]
+    if case == "resumed":
+      assert lines[start + 1] == ("  resuming the round's training after epoch 2 (saved in "
+                                  f"{saved})")
+      assert epochs == ["epoch 3/4", "epoch 4/4"]
+      # Its train_seconds count the killed process's two epochs too.
+      record = rerun["rounds"][1]
+      assert record["train_seconds"] >= sum(e["seconds"] for e in record["epoch_metrics"])
+    else:
+      assert lines[start + 1].startswith(f"  {saved} cannot be read (")
+      assert lines[start + 1].endswith("; the round trains from its first epoch")
+      assert epochs == ["epoch 1/4", "epoch 2/4", "epoch 3/4", "epoch 4/4"]
+    assert _round_essentials(rerun) == _round_essentials(uninterrupted)
+    assert not saved.exists()      # discarded once the round is written
+
+
+def test_round_progress_belongs_to_one_round_labeled_set_and_key(tmp_path):
+  """What one round saved is not loaded by a round that differs in index, labeled set
+  or key."""
+  labeled, key = np.arange(90), jax.random.key(0)
+  saver = checkpoints.RoundProgress(str(tmp_path), 1, labeled, key, 0, print)
+  assert saver.load() is None                       # nothing saved yet
+  saver.save({"epochs": np.arange(3)})
+  same = checkpoints.RoundProgress(str(tmp_path), 1, labeled.copy(), jax.random.key(0), 0, print)
+  np.testing.assert_array_equal(same.load()["epochs"], np.arange(3))
+  for round_index, other_labeled, other_key in [(2, labeled, key), (1, labeled[::-1], key),
+                                                (1, labeled[:-1], key),
+                                                (1, labeled, jax.random.key(1))]:
+    other = checkpoints.RoundProgress(str(tmp_path), round_index, other_labeled, other_key, 0,
+                                      print)
+    assert other.load() is None
+  same.discard()
+  assert list(tmp_path.iterdir()) == []

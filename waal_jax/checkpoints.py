@@ -7,11 +7,16 @@ round history, and the trained network of that round (for later analysis). Orbax
 writes into a temporary folder and renames it, so a run killed at any moment leaves
 the previous checkpoint intact; one damaged afterwards (a truncated copy, a full disk)
 is reported by `restore` as DamagedCheckpoint, and the loop falls back.
+
+Within a round, `RoundProgress` keeps the training between epochs (one file, replaced
+atomically), so that a run killed mid-round loses at most the epochs since it was last
+saved, not the whole round.
 """
 
 import contextlib
 import fcntl
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -19,8 +24,9 @@ import re
 import socket
 import sys
 import time
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
+from flax import serialization
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -49,6 +55,7 @@ ADDED_FIELDS = {
 }
 OWNER_FILE = "config.json"
 LOCK_FILE = "run.lock"
+PROGRESS_FILE = "round_progress.msgpack"
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -262,3 +269,60 @@ class LoopCheckpoints:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+class RoundProgress:
+  """The training of one round between its epochs, in WORKDIR/round_progress.msgpack.
+
+  `train.Trainer.fit` saves its state here (the networks, both optimisers, the model
+  selection and the epochs' records) when `due()`, and a rerun of the round continues
+  after the saved epoch, ending exactly as the uninterrupted round. The file names the
+  round, its labeled set and its key, so a file from any other round is never used;
+  the loop discards it once the round is written. A damaged file is only a lost
+  shortcut: the round trains again from its first epoch.
+  """
+
+  def __init__(self, workdir: str, round_index: int, labeled: np.ndarray, round_key,
+               every_seconds: float, log: Callable[[str], None]):
+    self.path = os.path.join(workdir, PROGRESS_FILE)
+    digest = hashlib.sha256(np.asarray(labeled, np.int64).tobytes()
+                            + np.asarray(jax.random.key_data(round_key)).tobytes())
+    self.identity = f"round {round_index} {digest.hexdigest()}"
+    self.every_seconds, self.log = every_seconds, log
+    self._last_save = time.monotonic()
+
+  def load(self) -> Optional[dict]:
+    """What `save` wrote for this round, or None (no file, another round's, damaged)."""
+    if not os.path.exists(self.path):
+      return None
+    try:
+      with open(self.path, "rb") as f:
+        payload = serialization.msgpack_restore(f.read())
+      identity = payload["identity"]
+    # Whatever a truncated or garbled file raises: the file is only a shortcut.
+    except Exception as e:  # pylint: disable=broad-except
+      self.log(f"  {self.path} cannot be read ({type(e).__name__}: {e}); the round "
+               "trains from its first epoch")
+      return None
+    return payload if identity == self.identity else None
+
+  def due(self) -> bool:
+    return time.monotonic() - self._last_save >= self.every_seconds
+
+  def save(self, payload: dict) -> None:
+    """Replaces the file with `payload` (host arrays and plain values), atomically."""
+    data = serialization.msgpack_serialize({**payload, "identity": self.identity})
+    temporary = self.path + ".tmp"
+    with interrupts.held():
+      with open(temporary, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(temporary, self.path)
+    self._last_save = time.monotonic()
+
+  def discard(self) -> None:
+    with interrupts.held():
+      for path in (self.path, self.path + ".tmp"):
+        if os.path.exists(path):
+          os.remove(path)

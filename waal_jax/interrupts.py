@@ -3,9 +3,10 @@
 The drivers call `stop_on_signals()`: either signal then raises `Stopped` (a
 KeyboardInterrupt) in the main thread, which unwinds the run like any error, closing
 its checkpoints and releasing its workdir, and the driver says in one line how to
-resume. Every round is written atomically when it ends, so a stop loses only the round
-in progress, which the rerun trains again exactly. `held()` keeps a stop out of those
-writes, so none is left half done (Orbax's background commit, a temporary file).
+resume. Every round is written atomically when it ends, and its training between
+epochs (checkpoints.RoundProgress), so a stop loses only the epochs since the last
+save, which the rerun trains again exactly. `held()` keeps a stop out of those writes,
+so none is left half done (Orbax's background commit, a temporary file).
 """
 
 import _thread

@@ -12,12 +12,14 @@ Each training behaviour on which the paper and the authors' code differ is a fie
 
 import dataclasses
 import functools
+import json
 import logging
 import math
 import time
 from typing import Any, Callable, List, NamedTuple, Optional
 
 import flax
+from flax import serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -502,18 +504,31 @@ class Trainer:
 
   def fit(self, key, data: DeviceData, labeled: np.ndarray, query_size: int,
           log: Optional[Callable[[str], None]] = None,
-          on_epoch: Optional[Callable[[dict, dict], None]] = None) -> FitResult:
+          on_epoch: Optional[Callable[[dict, dict], None]] = None,
+          progress=None) -> FitResult:
     """Trains from scratch on `labeled` (pool indices) and the rest of the pool, and
     returns the network `train.model_selection` chooses. `on_epoch(record, variables)`,
-    if given, sees every epoch's network (e.g. to evaluate it on more splits)."""
+    if given, sees every epoch's network (e.g. to evaluate it on more splits).
+    `progress` (a checkpoints.RoundProgress), if given, keeps the training between
+    epochs; when it holds this round's, training continues after the saved epoch and
+    ends with what the uninterrupted fit would return (its seconds are those of both)."""
     log = log or logging.info
     start_time = time.time()
     init_key, plan_key, step_key = jax.random.split(key, 3)
     inputs = self.round_inputs(labeled, query_size)
     state = self.init_state(init_key)
     selection = ModelSelection(self.settings)
-    history = []
-    for epoch in range(self.settings.epochs):
+    history, seconds_before = [], 0.0
+    saved = progress.load() if progress is not None else None
+    if saved is not None:
+      try:
+        state, history, seconds_before = self._resume(saved, state, selection)
+        log(f"  resuming the round's training after epoch {len(history)} "
+            f"(saved in {progress.path})")
+      except (ValueError, KeyError, TypeError) as e:
+        log(f"  {progress.path} does not fit this network ({e}); the round trains "
+            "from its first epoch")
+    for epoch in range(len(history), self.settings.epochs):
       state, record = self._epoch(state, data, inputs, epoch, jax.random.fold_in(plan_key, epoch),
                                   step_key)
       if on_epoch is not None:
@@ -521,7 +536,36 @@ class Trainer:
       history.append(record)
       if selection.after_epoch(record, _variables(state), log):
         break
-    return _fit_result(selection, history, _variables(state), time.time() - start_time)
+      if progress is not None and epoch + 1 < self.settings.epochs and progress.due():
+        self._save_progress(progress, state, selection, history,
+                            seconds_before + time.time() - start_time)
+    return _fit_result(selection, history, _variables(state),
+                       seconds_before + time.time() - start_time)
+
+  def _save_progress(self, progress, state: TrainState, selection: ModelSelection,
+                     history: List[dict], seconds: float) -> None:
+    best = selection.best_variables
+    progress.save({
+        "state": serialization.to_state_dict(sharding.to_host(state)),
+        "best_variables": {} if best is None else serialization.to_state_dict(
+            sharding.to_host(best)),
+        "best_accuracy": selection.best_accuracy, "best_epoch": selection.best_epoch,
+        "history": json.dumps(history), "seconds": seconds})
+
+  def _resume(self, saved: dict, fresh: TrainState, selection: ModelSelection) -> tuple:
+    """(state, history, seconds) that _save_progress saved, and the model selection as
+    it stood; raises ValueError (KeyError, TypeError) if they do not fit this network."""
+    template = sharding.to_host(fresh)
+    state = _restored(template, saved["state"])
+    best = (_restored(_variables(template), saved["best_variables"])
+            if saved["best_variables"] else None)
+    history = json.loads(saved["history"])
+    if not isinstance(history, list) or len(history) >= self.settings.epochs:
+      raise ValueError(f"it holds {len(history)} epochs of {self.settings.epochs}")
+    selection.best_accuracy = float(saved["best_accuracy"])
+    selection.best_epoch = int(saved["best_epoch"])
+    selection.best_variables = None if best is None else sharding.replicate(self.mesh, best)
+    return sharding.replicate(self.mesh, state), history, float(saved["seconds"])
 
   def _epoch(self, state, data, inputs: RoundInputs, epoch: int, plan_key, step_key):
     """One epoch and its validation; returns the state and the epoch's record."""
@@ -556,6 +600,17 @@ def _fit_result(selection: ModelSelection, history: List[dict], last_variables: 
 
 def _variables(state: TrainState) -> dict:
   return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _restored(template, state_dict: dict):
+  """`template` (host arrays) with the saved arrays of `state_dict`, which must have its
+  structure, shapes and dtypes."""
+  restored = serialization.from_state_dict(template, state_dict)
+  for want, got in zip(jax.tree.leaves(template), jax.tree.leaves(restored)):
+    if np.shape(want) != np.shape(got) or np.asarray(want).dtype != np.asarray(got).dtype:
+      raise ValueError(f"a saved array is {np.asarray(got).dtype}{list(np.shape(got))}, "
+                       f"the network's {np.asarray(want).dtype}{list(np.shape(want))}")
+  return restored
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
