@@ -1,10 +1,11 @@
 """One round of every strategy, and of the H-divergence ablation, through the loop; a
-round killed between epochs, resumed.
+round killed between epochs (of one seed, and of a vmapped batch of seeds), resumed.
 
 Plumbing, on synthetic Fashion-MNIST-shaped images (conftest).
 """
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -117,9 +118,12 @@ class _Killed(Exception):
 
 
 def _killed_at(line_start: str, lines: list):
+  """A log that raises _Killed once round 1 has begun and a line (after any "seed N:"
+  prefix) starts with `line_start`."""
   def log(message):
     lines.append(message)
-    if message.strip().startswith(line_start) and "round 1/1: training" in "\n".join(lines):
+    if (message.split(": ", 1)[-1] if message.startswith("seed ") else message).strip(
+        ).startswith(line_start) and "round 1/1: training" in "\n".join(lines):
       raise _Killed(message)
   return log
 
@@ -185,3 +189,38 @@ def test_round_progress_belongs_to_one_round_labeled_set_and_key(tmp_path):
     assert other.load() is None
   same.discard()
   assert list(tmp_path.iterdir()) == []
+
+
+def test_a_vmapped_batch_killed_between_epochs_resumes_after_its_saved_epoch(cache_dir,
+                                                                           tmp_path):
+  """Two seeds vmapped in one program (the GPU/TPU way), patience 1: in round 1 seed 5
+  stops after epoch 2 and goes on inside the batch. Killed once seed 6 logs epoch 3:
+  the rerun resumes the batch after epoch 2, with seed 5 stopped, and records what the
+  uninterrupted batch did."""
+  configs = []
+  for seed in (5, 6):
+    config = _tiny_config(cache_dir, **{"train.epochs": 4, "train.patience": 1})
+    config.seed = seed
+    configs.append(config)
+
+  def workdirs(name):
+    return [str(tmp_path / name / f"seed_{seed}") for seed in (5, 6)]
+
+  uninterrupted = loop.run_vmapped(configs, workdirs("uninterrupted"), lambda _: None,
+                                   progress_seconds=-1)
+  # What makes this case: seed 5 stops in round 1 before seed 6.
+  assert [r["rounds"][1]["epochs_trained"] for r in uninterrupted] == [2, 4]
+  with pytest.raises(_Killed):
+    loop.run_vmapped(configs, workdirs("killed"), _killed_at("epoch 3/4", []),
+                     progress_seconds=0)
+  lines = []
+  resumed = loop.run_vmapped(configs, workdirs("killed"), lines.append, progress_seconds=0)
+  saved = [os.path.join(d, "round_progress.msgpack") for d in workdirs("killed")]
+  assert ("seed 5:   resuming the round's training after epoch 2 (saved in "
+          f"{', '.join(saved)})") in lines
+  start = lines.index("seed 5: round 1/1: training on 90 labels (510 unlabeled)")
+  assert [line.split(": loss")[0] for line in lines[start:] if ": loss" in line] == [
+      "seed 6:   epoch 3/4", "seed 6:   epoch 4/4"]
+  for got, want in zip(resumed, uninterrupted, strict=True):
+    assert _round_essentials(got) == _round_essentials(want)
+  assert not any(os.path.exists(path) for path in saved)

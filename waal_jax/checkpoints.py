@@ -283,11 +283,15 @@ class RoundProgress:
   """
 
   def __init__(self, workdir: str, round_index: int, labeled: np.ndarray, round_key,
-               every_seconds: float, log: Callable[[str], None]):
+               every_seconds: float, log: Callable[[str], None], seed_batch: str = ""):
+    """`seed_batch` names the seeds of a vmapped batch that trains this round with
+    others: what a batch saved is used only by the same batch, and a seed's own only
+    by itself (a seed that stopped early goes on training inside the batch)."""
     self.path = os.path.join(workdir, PROGRESS_FILE)
     digest = hashlib.sha256(np.asarray(labeled, np.int64).tobytes()
                             + np.asarray(jax.random.key_data(round_key)).tobytes())
-    self.identity = f"round {round_index} {digest.hexdigest()}"
+    self.identity = f"round {round_index} {digest.hexdigest()}" + (
+        f" with seeds {seed_batch}" if seed_batch else "")
     self.every_seconds, self.log = every_seconds, log
     self._last_save = time.monotonic()
 

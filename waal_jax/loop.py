@@ -526,11 +526,12 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
 
 
 def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
-                shared: Optional[dict] = None) -> List[dict]:
+                shared: Optional[dict] = None,
+                progress_seconds: float = PROGRESS_SECONDS) -> List[dict]:
   """Runs (or resumes) several seeds in one program, their training `vmap`ped over a
   seed axis (train.SeedBatchTrainer); queries and evaluation run seed by seed. Seeds
   that stand at different rounds (an interrupted mixed tree) run one after another.
-  Their training is not saved between epochs: a stop loses the rounds in progress."""
+  Each seed's part of the batch's training is saved in its workdir as `run` saves it."""
   shared = {} if shared is None else shared    # One compilation serves every seed.
   with contextlib.ExitStack() as opened:
     runs = [opened.enter_context(_OpenRun(config, workdir, _prefixed(log, config.seed), shared))
@@ -538,7 +539,7 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
     if len({tuple(one.rounds_left) for one in runs}) > 1:
       log("the seeds stand at different rounds: running them one after another")
       opened.close()
-      return [run(config, workdir, _prefixed(log, config.seed), shared)
+      return [run(config, workdir, _prefixed(log, config.seed), shared, progress_seconds)
               for config, workdir in zip(configs, workdirs)]
     trainer = runs[0].exp.trainer                  # (the same object for every seed)
     batch = shared.setdefault(("seed batch", id(trainer)), train_lib.SeedBatchTrainer(trainer))
@@ -548,9 +549,15 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
       keys = [jax.random.split(one.round_key(round_index)) for one in runs]
       for one in runs:
         _log_round_start(one.exp, round_index, one.state.labeled, one.log)
+      progress = None
+      if progress_seconds >= 0 and jax.process_count() == 1:
+        seeds = ", ".join(str(config.seed) for config in configs)
+        progress = [checkpoints.RoundProgress(one.workdir, round_index, one.state.labeled,
+                                              one.round_key(round_index), progress_seconds,
+                                              one.log, seed_batch=seeds) for one in runs]
       try:
         fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
-                         runs[0].exp.al.query_size, [one.log for one in runs])
+                         runs[0].exp.al.query_size, [one.log for one in runs], progress)
       except train_lib.Diverged as e:
         raise _diverged(runs[e.seed_index].exp, round_index, e,
                         f"seed {configs[e.seed_index].seed}: ") from None
@@ -559,6 +566,8 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
         # Its train_seconds are the whole batch's: a report divides them among these seeds.
         record["trained_with_seeds"] = [config.seed for config in configs]
         one.finish_round(round_index, record, variables, time.time() - round_start)
+      for saver in progress or []:
+        saver.discard()
     return [one.results for one in runs]
 
 

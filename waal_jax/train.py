@@ -543,14 +543,19 @@ class Trainer:
                        seconds_before + time.time() - start_time)
 
   def _save_progress(self, progress, state: TrainState, selection: ModelSelection,
-                     history: List[dict], seconds: float) -> None:
-    best = selection.best_variables
+                     history: List[dict], seconds: float, epochs_run: int = 0,
+                     running: bool = True, stopped_variables: Optional[dict] = None) -> None:
+    """Saves one seed's training. In a seed batch (SeedBatchTrainer) the batch has run
+    `epochs_run` epochs, and a seed that has stopped (`running` False) has fewer in its
+    history and, with model_selection=last, the network of its stop."""
+    def host(tree):
+      return {} if tree is None else serialization.to_state_dict(sharding.to_host(tree))
     progress.save({
-        "state": serialization.to_state_dict(sharding.to_host(state)),
-        "best_variables": {} if best is None else serialization.to_state_dict(
-            sharding.to_host(best)),
+        "state": host(state), "best_variables": host(selection.best_variables),
         "best_accuracy": selection.best_accuracy, "best_epoch": selection.best_epoch,
-        "history": json.dumps(history), "seconds": seconds})
+        "history": json.dumps(history), "seconds": seconds,
+        "epochs_run": epochs_run or len(history), "running": running,
+        "stopped_variables": host(stopped_variables)})
 
   def _resume(self, saved: dict, fresh: TrainState, selection: ModelSelection) -> tuple:
     """(state, history, seconds) that _save_progress saved, and the model selection as
@@ -560,8 +565,8 @@ class Trainer:
     best = (_restored(_variables(template), saved["best_variables"])
             if saved["best_variables"] else None)
     history = json.loads(saved["history"])
-    if not isinstance(history, list) or len(history) >= self.settings.epochs:
-      raise ValueError(f"it holds {len(history)} epochs of {self.settings.epochs}")
+    if not isinstance(history, list) or int(saved["epochs_run"]) >= self.settings.epochs:
+      raise ValueError(f"it holds {saved['epochs_run']} epochs of {self.settings.epochs}")
     selection.best_accuracy = float(saved["best_accuracy"])
     selection.best_epoch = int(saved["best_epoch"])
     selection.best_variables = None if best is None else sharding.replicate(self.mesh, best)
@@ -672,16 +677,19 @@ class SeedBatchTrainer:
     return np.asarray(correct) / eval_set.count
 
   def fit(self, keys: List[jax.Array], data: DeviceData, labeled: List[np.ndarray],
-          query_size: int, logs: List[Callable[[str], None]]) -> List[FitResult]:
+          query_size: int, logs: List[Callable[[str], None]],
+          progress: Optional[list] = None) -> List[FitResult]:
     """Trainer.fit for every seed at once: keys, labeled sets and logs per seed, `data`
-    from stack_data. Returns each seed's FitResult."""
+    from stack_data. `progress`, if given, holds a checkpoints.RoundProgress per seed
+    (each seed's part of the batch's training goes to its own workdir), used as in
+    Trainer.fit when every seed's holds the same epoch. Returns each seed's FitResult."""
     t, settings = self.trainer, self.trainer.settings
     start_time = time.time()
     split = [jax.random.split(key, 3) for key in keys]
     inputs = [t.round_inputs(one, query_size) for one in labeled]
     if len({i.steps for i in inputs}) != 1:
       raise ValueError("seeds in one batch must have equal labeled and pool sizes")
-    state = _stack([t.init_state(s[0]) for s in split])
+    fresh = [t.init_state(s[0]) for s in split]
     plan_keys, step_keys_ = jnp.stack([s[1] for s in split]), jnp.stack([s[2] for s in split])
     stacked = {name: jnp.asarray(np.stack([getattr(i, name) for i in inputs]))
                for name in ("labeled", "num_labeled", "unlabeled", "num_unlabeled")}
@@ -690,7 +698,12 @@ class SeedBatchTrainer:
     histories = [[] for _ in keys]
     stopped_variables = {}                       # model_selection=last: a seed's at its stop
     running = list(range(len(keys)))             # seeds whose rule has not stopped them
-    for epoch in range(settings.epochs):
+    first_epoch, seconds_before = 0, 0.0
+    resumed = self._resume(progress, fresh, selections, logs) if progress else None
+    if resumed is not None:
+      fresh, histories, stopped_variables, running, first_epoch, seconds_before = resumed
+    state = _stack(fresh)
+    for epoch in range(first_epoch, settings.epochs):
       epoch_start = time.time()
       learning_rate = settings.learning_rate_at(epoch)
       state = t.with_learning_rate(state, learning_rate)
@@ -719,7 +732,45 @@ class SeedBatchTrainer:
             stopped_variables[k] = _seed_slice(variables, k)
       if not running:
         break
-    seconds = time.time() - start_time
+      if progress and epoch + 1 < settings.epochs and progress[0].due():
+        for k, saver in enumerate(progress):
+          t._save_progress(saver, _seed_slice(state, k), selections[k], histories[k],
+                           seconds_before + time.time() - start_time,
+                           epochs_run=epoch + 1, running=k in running,
+                           stopped_variables=stopped_variables.get(k))
+    seconds = seconds_before + time.time() - start_time
     return [_fit_result(selection, histories[k],
                         stopped_variables.get(k) or _seed_slice(_variables(state), k), seconds)
             for k, selection in enumerate(selections)]
+
+  def _resume(self, progress: list, fresh: List[TrainState], selections: List[ModelSelection],
+              logs: List[Callable[[str], None]]) -> Optional[tuple]:
+    """(per-seed states, histories, stopped variables, running seeds, next epoch,
+    seconds) that the seeds' savers hold, if every seed's holds the batch at the same
+    epoch; else None (and the batch trains from its first epoch)."""
+    t = self.trainer
+    saved = [saver.load() for saver in progress]
+    if all(one is None for one in saved):
+      return None
+    where = ", ".join(saver.path for saver in progress)
+    try:
+      if any(one is None for one in saved):
+        raise ValueError("not every seed's training was saved")
+      epochs = {int(one["epochs_run"]) for one in saved}
+      if len(epochs) != 1:
+        raise ValueError(f"the seeds' trainings were saved after epochs {sorted(epochs)}")
+      restored = [t._resume(one, state, selection)
+                  for one, state, selection in zip(saved, fresh, selections)]
+      stopped = {k: sharding.replicate(t.mesh, _restored(_variables(sharding.to_host(fresh[k])),
+                                                         one["stopped_variables"]))
+                 for k, one in enumerate(saved) if one["stopped_variables"]}
+      running = [k for k, one in enumerate(saved) if one["running"]]
+    except (ValueError, KeyError, TypeError) as e:
+      # As they were before: some seeds' may have been restored.
+      selections[:] = [ModelSelection(t.settings) for _ in selections]
+      logs[0](f"  {where} cannot be used ({e}); the round trains from its first epoch")
+      return None
+    epochs_run = epochs.pop()
+    logs[0](f"  resuming the round's training after epoch {epochs_run} (saved in {where})")
+    return ([state for state, _, _ in restored], [history for _, history, _ in restored],
+            stopped, running, epochs_run, max(seconds for _, _, seconds in restored))
