@@ -1,7 +1,7 @@
 r"""Runs the Table 4 protocol on Fashion-MNIST: every arm, several seeds, K runs at once.
 
   python -m experiments.table4 --out=results/fashion_mnist_full [--seeds=5] \
-      [--parallel=2] [--arms=waal,random,...] [--set=train.epochs=2 ...]
+      [--parallel=2] [--arms=waal,random,...] [--set=train.epochs=2 ...] [--status]
 
 The arms (ARMS below): the nine strategies of Table 4 with the paper preset, two
 controls that the paper lacks, and WAAL with the authors' released code (`reference`);
@@ -11,8 +11,11 @@ Each (arm, seed) is a plain experiments.main run in OUT/<arm>/seed_<seed> (the t
 and leaves finished ones alone. Runs are started seed by seed (seed 0 of every arm
 first), so a campaign cut short leaves the arms with the same seeds. With --parallel=K
 they run as K pinned one-thread CPU processes (waal_jax/seed_pool.py).
+With --status it runs nothing and prints where the campaign stands: per arm and seed
+the rounds recorded, the hours spent and an estimate of the hours left.
 """
 
+import json
 import os
 
 from absl import app
@@ -51,6 +54,8 @@ _ARMS = flags.DEFINE_list("arms", list(ARMS), "Arms to run, in this order within
                           f"(default: Table 4's; also {', '.join(NEWER_ARMS)}).")
 _SET = flags.DEFINE_multi_string("set", [], "group.field=value applied to every arm (e.g. a "
                                  "smaller protocol); the value is parsed as the field's type.")
+_STATUS = flags.DEFINE_bool("status", False, "Print where the campaign stands (rounds, hours "
+                            "spent, hours left) and run nothing.")
 
 
 def _parse_value(old, text: str):
@@ -82,6 +87,69 @@ def arm_config(arm: str, seed: int, settings: list):
   return config
 
 
+def _round_seconds(record: dict) -> float:
+  return record["train_seconds"] + record["eval_seconds"] + record["query_seconds"]
+
+
+def campaign_status(out: str, arms: list, seeds: int, rounds: dict) -> list:
+  """Per arm: the runs' rounds recorded (seed order), hours spent and hours left.
+
+  `rounds[arm]` is the arm's number of rounds (al.rounds + 1). A round not yet recorded
+  is estimated at the mean time of that round in the arm's seeds that recorded it (else
+  at the mean of all the arm's recorded rounds; unknown, None, if it has none). Times
+  are what the runs recorded, so they hold for the machine and load they ran under.
+  Returns [{"arm", "rounds": [per seed: count, or None if its results.json cannot be
+  read], "hours", "hours_left"}].
+  """
+  rows = []
+  for arm in arms:
+    recorded = []
+    for seed in range(seeds):
+      path = os.path.join(out, arm, f"seed_{seed}", "results.json")
+      try:
+        with open(path) as f:
+          recorded.append([_round_seconds(r) for r in json.load(f)["rounds"]])
+      except FileNotFoundError:
+        recorded.append([])
+      except (OSError, ValueError, KeyError, TypeError):
+        recorded.append(None)
+    readable = [r for r in recorded if r is not None]
+    spent = sum(sum(r) for r in readable)
+    every = [t for r in readable for t in r]
+    left = 0.0
+    for run in readable:
+      for index in range(len(run), rounds[arm]):
+        same = [r[index] for r in readable if len(r) > index]
+        if same or every:
+          left += sum(same) / len(same) if same else sum(every) / len(every)
+        else:
+          left = None
+          break
+      if left is None:
+        break
+    rows.append({"arm": arm, "rounds": [None if r is None else len(r) for r in recorded],
+                 "hours": spent / 3600, "hours_left": None if left is None else left / 3600})
+  return rows
+
+
+def _print_status(rows: list, rounds: dict, seeds: int, parallel: int) -> None:
+  def cell(count, total):
+    return "?" if count is None else "done" if count == total else f"{count}/{total}"
+  print("| arm | " + " | ".join(f"seed {s}" for s in range(seeds)) + " | hours | hours left |")
+  print("| --- " * (seeds + 3) + "|")
+  for row in rows:
+    left = "?" if row["hours_left"] is None else f"{row['hours_left']:.1f}"
+    print(f"| {row['arm']} | " + " | ".join(cell(c, rounds[row["arm"]]) for c in row["rounds"])
+          + f" | {row['hours']:.1f} | {left} |")
+  known = [r["hours_left"] for r in rows if r["hours_left"] is not None]
+  unknown = [r["arm"] for r in rows if r["hours_left"] is None]
+  damaged = any(None in r["rounds"] for r in rows)
+  print(f"\n{sum(r['hours'] for r in rows):.1f} process-hours spent; {sum(known):.1f} left"
+        + (f" besides {', '.join(unknown)} (no round recorded)" if unknown else "")
+        + f", about {sum(known) / parallel:.1f} hours at --parallel={parallel}"
+        + (" ('?': a results.json that cannot be read)." if damaged else "."))
+
+
 def main(argv):
   del argv
   unknown = [a for a in _ARMS.value if a not in _ALL_ARMS]
@@ -92,16 +160,21 @@ def main(argv):
   from waal_jax import seed_pool  # pylint: disable=g-import-not-at-top
   from waal_jax import settings as settings_lib  # pylint: disable=g-import-not-at-top
   from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  jobs = {}
+  jobs, rounds = {}, {}
   try:
     for seed in range(_SEEDS.value):
       for arm in _ARMS.value:
         config = arm_config(arm, seed, _SET.value)
         settings_lib.resolve(config)
+        rounds[arm] = config.al.rounds + 1
         workdir = os.path.join(_OUT.value, arm, f"seed_{seed}")
         # Refuse a tree of another protocol before anything starts.
         checkpoints.check_workdir(workdir, config.to_dict())
         jobs[f"{arm} seed {seed}"] = (config.to_dict(), workdir)
+    if _STATUS.value:
+      _print_status(campaign_status(_OUT.value, _ARMS.value, _SEEDS.value, rounds), rounds,
+                    _SEEDS.value, _PARALLEL.value)
+      return
     failed = seed_pool.run_parallel(jobs, _PARALLEL.value, cli.log, field="--parallel")
   except (UserError, ValueError) as e:
     cli.fail(str(e))
