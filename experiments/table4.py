@@ -15,12 +15,12 @@ With --status it runs nothing and prints where the campaign stands: per arm and 
 the rounds recorded, the hours spent and an estimate of the hours left.
 """
 
-import json
 import os
 
 from absl import app
 from absl import flags
 
+from experiments import campaign_status
 from experiments import cli
 
 # arm -> (preset, config overrides)
@@ -87,69 +87,6 @@ def arm_config(arm: str, seed: int, settings: list):
   return config
 
 
-def _round_seconds(record: dict) -> float:
-  return record["train_seconds"] + record["eval_seconds"] + record["query_seconds"]
-
-
-def campaign_status(out: str, arms: list, seeds: int, rounds: dict) -> list:
-  """Per arm: the runs' rounds recorded (seed order), hours spent and hours left.
-
-  `rounds[arm]` is the arm's number of rounds (al.rounds + 1). A round not yet recorded
-  is estimated at the mean time of that round in the arm's seeds that recorded it (else
-  at the mean of all the arm's recorded rounds; unknown, None, if it has none). Times
-  are what the runs recorded, so they hold for the machine and load they ran under.
-  Returns [{"arm", "rounds": [per seed: count, or None if its results.json cannot be
-  read], "hours", "hours_left"}].
-  """
-  rows = []
-  for arm in arms:
-    recorded = []
-    for seed in range(seeds):
-      path = os.path.join(out, arm, f"seed_{seed}", "results.json")
-      try:
-        with open(path) as f:
-          recorded.append([_round_seconds(r) for r in json.load(f)["rounds"]])
-      except FileNotFoundError:
-        recorded.append([])
-      except (OSError, ValueError, KeyError, TypeError):
-        recorded.append(None)
-    readable = [r for r in recorded if r is not None]
-    spent = sum(sum(r) for r in readable)
-    every = [t for r in readable for t in r]
-    left = 0.0
-    for run in readable:
-      for index in range(len(run), rounds[arm]):
-        same = [r[index] for r in readable if len(r) > index]
-        if same or every:
-          left += sum(same) / len(same) if same else sum(every) / len(every)
-        else:
-          left = None
-          break
-      if left is None:
-        break
-    rows.append({"arm": arm, "rounds": [None if r is None else len(r) for r in recorded],
-                 "hours": spent / 3600, "hours_left": None if left is None else left / 3600})
-  return rows
-
-
-def _print_status(rows: list, rounds: dict, seeds: int, parallel: int) -> None:
-  def cell(count, total):
-    return "?" if count is None else "done" if count == total else f"{count}/{total}"
-  print("| arm | " + " | ".join(f"seed {s}" for s in range(seeds)) + " | hours | hours left |")
-  print("| --- " * (seeds + 3) + "|")
-  for row in rows:
-    left = "?" if row["hours_left"] is None else f"{row['hours_left']:.1f}"
-    print(f"| {row['arm']} | " + " | ".join(cell(c, rounds[row["arm"]]) for c in row["rounds"])
-          + f" | {row['hours']:.1f} | {left} |")
-  known = [r["hours_left"] for r in rows if r["hours_left"] is not None]
-  unknown = [r["arm"] for r in rows if r["hours_left"] is None]
-  damaged = any(None in r["rounds"] for r in rows)
-  print(f"\n{sum(r['hours'] for r in rows):.1f} process-hours spent; {sum(known):.1f} left"
-        + (f" besides {', '.join(unknown)} (no round recorded)" if unknown else "")
-        + f", about {sum(known) / parallel:.1f} hours at --parallel={parallel}"
-        + (" ('?': a results.json that cannot be read)." if damaged else "."))
-
-
 def main(argv):
   del argv
   unknown = [a for a in _ARMS.value if a not in _ALL_ARMS]
@@ -172,8 +109,8 @@ def main(argv):
         checkpoints.check_workdir(workdir, config.to_dict())
         jobs[f"{arm} seed {seed}"] = (config.to_dict(), workdir)
     if _STATUS.value:
-      _print_status(campaign_status(_OUT.value, _ARMS.value, _SEEDS.value, rounds), rounds,
-                    _SEEDS.value, _PARALLEL.value)
+      rows = campaign_status.status(_OUT.value, _ARMS.value, _SEEDS.value, rounds)
+      print(campaign_status.table(rows, rounds, _SEEDS.value, _PARALLEL.value))
       return
     failed = seed_pool.run_parallel(jobs, _PARALLEL.value, cli.log, field="--parallel")
   except (UserError, ValueError) as e:

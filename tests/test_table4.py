@@ -1,4 +1,4 @@
-"""The Table 4 campaign driver: arms, trees, SIGTERM, resume, and its bad input."""
+"""The Table 4 campaign driver: arms, trees, SIGTERM, resume, its bad input and --status."""
 
 import json
 import os
@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import ROOT, TINY, run_module, write_synthetic_fashion_mnist
+from experiments import campaign_status
 
 # The driver's --set takes the TINY overrides without their --config. prefix.
 _TINY_SET = [f"--set={a[len('--config.'):]}" for a in TINY]
@@ -103,7 +104,6 @@ def test_campaign_status_counts_rounds_and_estimates_what_is_left(tmp_path):
   (550 s), seed 2's round 0 at the mean of both seeds' (100 s) and rounds 1-2 (550 s):
   1,200 s. Random recorded nothing, so its time left is unknown; dbal's seed 0 file is
   garbled."""
-  from experiments import table4  # pylint: disable=g-import-not-at-top
   tree = str(tmp_path)
   _write_rounds(os.path.join(tree, "waal", "seed_0", "results.json"),
                 [(100, 5, 5), (200, 10, 10), (300, 20, 10)])
@@ -111,10 +111,19 @@ def test_campaign_status_counts_rounds_and_estimates_what_is_left(tmp_path):
   os.makedirs(os.path.join(tree, "dbal", "seed_0"))
   with open(os.path.join(tree, "dbal", "seed_0", "results.json"), "w") as f:
     f.write('{"rounds": [')
-  rows = table4.campaign_status(tree, ["waal", "random", "dbal"], 3,
-                                {"waal": 3, "random": 3, "dbal": 3})
+  rounds = {"waal": 3, "random": 3, "dbal": 3}
+  rows = campaign_status.status(tree, ["waal", "random", "dbal"], 3, rounds)
   assert rows[0]["rounds"] == [3, 1, 0]
   assert rows[0]["hours"] == pytest.approx(750 / 3600)
   assert rows[0]["hours_left"] == pytest.approx(1200 / 3600)
   assert rows[1] == {"arm": "random", "rounds": [0, 0, 0], "hours": 0.0, "hours_left": None}
   assert rows[2]["rounds"] == [None, 0, 0] and rows[2]["hours_left"] is None
+  assert campaign_status.table(rows, rounds, 3, 2).splitlines() == [
+      "| arm | seed 0 | seed 1 | seed 2 | hours | hours left |",
+      "| --- | --- | --- | --- | --- | --- |",
+      "| waal | done | 1/3 | 0/3 | 0.2 | 0.3 |",
+      "| random | 0/3 | 0/3 | 0/3 | 0.0 | ? |",
+      "| dbal | ? | 0/3 | 0/3 | 0.0 | ? |",
+      "",
+      "0.2 process-hours spent; 0.3 left besides random, dbal (no round recorded), about "
+      "0.2 hours at --parallel=2 ('?': a results.json that cannot be read)."]
