@@ -6,9 +6,7 @@ left from the times the runs recorded. Used by `experiments.table4 --status`.
 import json
 import os
 
-
-def _round_seconds(record: dict) -> float:
-  return record["train_seconds"] + record["eval_seconds"] + record["query_seconds"]
+from experiments import report
 
 
 def status(out: str, arms: list, seeds: int, rounds: dict) -> list:
@@ -17,7 +15,8 @@ def status(out: str, arms: list, seeds: int, rounds: dict) -> list:
   `rounds[arm]` is the arm's number of rounds (al.rounds + 1). A round not yet recorded
   is estimated at the mean time of that round in the arm's seeds that recorded it (else
   at the mean of all the arm's recorded rounds; unknown, None, if it has none). Times
-  are what the runs recorded, so they hold for the machine and load they ran under.
+  are what the runs recorded (report.own_seconds), so they hold for the machine and load
+  they ran under.
   Returns [{"arm", "rounds": [per seed: count, or None if its results.json cannot be
   read], "hours", "hours_left"}].
   """
@@ -28,7 +27,7 @@ def status(out: str, arms: list, seeds: int, rounds: dict) -> list:
       path = os.path.join(out, arm, f"seed_{seed}", "results.json")
       try:
         with open(path) as f:
-          recorded.append([_round_seconds(r) for r in json.load(f)["rounds"]])
+          recorded.append([report.own_seconds(r) for r in json.load(f)["rounds"]])
       except FileNotFoundError:
         recorded.append([])
       except (OSError, ValueError, KeyError, TypeError):

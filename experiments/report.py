@@ -399,6 +399,13 @@ def labels_to_reach(summary: Dict[str, ArmSummary], target_arm: str = "random"):
   return target, reached
 
 
+def own_seconds(record: dict) -> float:
+  """A round's training, evaluation and query seconds, its share only of a training that
+  several seeds shared (`trained_with_seeds`, vmapped: each seed records the batch's)."""
+  return ((record.get("train_seconds") or 0.0) / len(record.get("trained_with_seeds") or [None])
+          + (record.get("eval_seconds") or 0.0) + (record.get("query_seconds") or 0.0))
+
+
 def time_spent(runs: List[Run]) -> Dict[str, Dict[str, Dict[str, float]]]:
   """dataset -> arm -> {train, eval, query: mean seconds per seed (all rounds),
   hours: the arm's total over its seeds}. A round trained for several seeds at once
@@ -408,9 +415,7 @@ def time_spent(runs: List[Run]) -> Dict[str, Dict[str, Dict[str, float]]]:
   for run in runs:
     seconds = {part: sum(r.get(f"{part}_seconds") or 0.0 for r in run.rounds)
                for part in ("train", "eval", "query")}
-    seconds["own"] = sum(
-        (r.get("train_seconds") or 0.0) / len(r.get("trained_with_seeds") or [None])
-        + (r.get("eval_seconds") or 0.0) + (r.get("query_seconds") or 0.0) for r in run.rounds)
+    seconds["own"] = sum(own_seconds(r) for r in run.rounds)
     grouped[(run.dataset, run.arm)].append(seconds)
   out = collections.defaultdict(dict)
   for (dataset, arm), seeds in grouped.items():

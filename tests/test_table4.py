@@ -113,6 +113,14 @@ def test_campaign_status_counts_rounds_and_estimates_what_is_left(tmp_path):
     f.write('{"rounds": [')
   rounds = {"waal": 3, "random": 3, "dbal": 3}
   rows = campaign_status.status(tree, ["waal", "random", "dbal"], 3, rounds)
+  # A round that two vmapped seeds trained together counts half its training per seed.
+  shared = os.path.join(tree, "margin", "seed_0", "results.json")
+  os.makedirs(os.path.dirname(shared))
+  with open(shared, "w") as f:
+    json.dump({"rounds": [{"train_seconds": 360, "eval_seconds": 10, "query_seconds": 2,
+                           "trained_with_seeds": [0, 1]}]}, f)
+  margin = campaign_status.status(tree, ["margin"], 1, {"margin": 1})[0]
+  assert margin["hours"] == pytest.approx(192 / 3600) and margin["hours_left"] == 0.0
   assert rows[0]["rounds"] == [3, 1, 0]
   assert rows[0]["hours"] == pytest.approx(750 / 3600)
   assert rows[0]["hours_left"] == pytest.approx(1200 / 3600)
