@@ -10,6 +10,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from flax import serialization
 
 from conftest import write_synthetic_fashion_mnist
 from experiments.configs import fashion_mnist
@@ -140,24 +141,32 @@ def test_a_round_killed_between_epochs_resumes_after_its_saved_epoch(cache_dir, 
   """WAAL, two rounds of 4 epochs, saved after every epoch and killed in round 1 once
   epoch 3 is logged (after the save of epoch 2, before that of epoch 3): the rerun
   trains epochs 3 and 4 only and records exactly what an unsaved, uninterrupted run
-  did. With the saved file truncated instead, the rerun says so in one line and trains
-  the round from its first epoch, to the same records."""
+  did. A file in the format before seed batches were saved (no "epochs_run",
+  "running", "stopped_variables") resumes the same way. With the saved file truncated,
+  or lacking a field every format has, the rerun says so in one line and trains the
+  round from its first epoch, to the same records."""
   config = _tiny_config(cache_dir, **{"train.epochs": 4, "train.patience": 0})
   uninterrupted = loop.run(config, str(tmp_path / "uninterrupted"), lambda _: None,
                            progress_seconds=-1)
-  for case in ("resumed", "damaged"):
-    workdir = tmp_path / case
+  for case in ("resumed", "older format", "damaged", "lacks history"):
+    workdir = tmp_path / case.replace(" ", "_")
     saved = workdir / "round_progress.msgpack"
     with pytest.raises(_Killed):
       loop.run(config, str(workdir), _killed_at("epoch 3/4", []), progress_seconds=0)
     assert saved.exists()
     if case == "damaged":
       saved.write_bytes(saved.read_bytes()[:100])
+    elif case in ("older format", "lacks history"):
+      payload = serialization.msgpack_restore(saved.read_bytes())
+      drop = (("epochs_run", "running", "stopped_variables") if case == "older format"
+              else ("history",))
+      saved.write_bytes(serialization.msgpack_serialize(
+          {k: v for k, v in payload.items() if k not in drop}))
     lines = []
     rerun = loop.run(config, str(workdir), lines.append, progress_seconds=0)
     start = lines.index("round 1/1: training on 90 labels (510 unlabeled)")
     epochs = [line.split(":")[0].strip() for line in lines[start:] if "loss" in line]
-    if case == "resumed":
+    if case in ("resumed", "older format"):
       assert lines[start + 1] == ("  resuming the round's training after epoch 2 (saved in "
                                   f"{saved})")
       assert epochs == ["epoch 3/4", "epoch 4/4"]
@@ -165,7 +174,8 @@ def test_a_round_killed_between_epochs_resumes_after_its_saved_epoch(cache_dir, 
       record = rerun["rounds"][1]
       assert record["train_seconds"] >= sum(e["seconds"] for e in record["epoch_metrics"])
     else:
-      assert lines[start + 1].startswith(f"  {saved} cannot be read (")
+      reason = "cannot be read (" if case == "damaged" else "cannot be used (KeyError: 'history')"
+      assert lines[start + 1].startswith(f"  {saved} {reason}")
       assert lines[start + 1].endswith("; the round trains from its first epoch")
       assert epochs == ["epoch 1/4", "epoch 2/4", "epoch 3/4", "epoch 4/4"]
     assert _round_essentials(rerun) == _round_essentials(uninterrupted)

@@ -9,24 +9,34 @@ from importlib import metadata
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
 
-def _git(*args: str) -> str:
-  """git's output in this package's checkout; '' when that is not a git checkout."""
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _git(*args: str, cwd: str = PACKAGE_DIR) -> str:
+  """git's output in the checkout that holds `cwd`; '' when that is not a git checkout."""
   try:
-    done = subprocess.run(["git", *args], cwd=os.path.dirname(os.path.abspath(__file__)),
+    done = subprocess.run(["git", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=10, check=False)
   except (OSError, subprocess.SubprocessError):
     return ""
   return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def code_modified(cwd: str = PACKAGE_DIR) -> bool:
+  """Whether tracked files outside results/ differ from the checkout's commit. A run
+  that writes into the checkout's results/ (the committed campaigns do) changes no code."""
+  return bool(_git("status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                   ":(top,exclude)results", cwd=cwd))
+
+
 @functools.lru_cache(maxsize=None)
 def software() -> dict:
-  """{'commit': sha or None, 'modified': tracked files differ from it (None: unknown),
-  'python': version, and each package's version (None if not installed)}."""
+  """{'commit': sha or None, 'modified': code_modified() (None: unknown), 'python':
+  version, and each package's version (None if not installed)}."""
   commit = _git("rev-parse", "HEAD") or None
   modified = None
   if commit:
-    modified = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    modified = code_modified()
   versions = {}
   for name in PACKAGES:
     try:

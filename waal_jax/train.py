@@ -526,8 +526,8 @@ class Trainer:
         log(f"  resuming the round's training after epoch {len(history)} "
             f"(saved in {progress.path})")
       except (ValueError, KeyError, TypeError) as e:
-        log(f"  {progress.path} does not fit this network ({e}); the round trains "
-            "from its first epoch")
+        log(f"  {progress.path} cannot be used ({type(e).__name__}: {e}); the round "
+            "trains from its first epoch")
     for epoch in range(len(history), self.settings.epochs):
       state, record = self._epoch(state, data, inputs, epoch, jax.random.fold_in(plan_key, epoch),
                                   step_key)
@@ -565,8 +565,8 @@ class Trainer:
     best = (_restored(_variables(template), saved["best_variables"])
             if saved["best_variables"] else None)
     history = json.loads(saved["history"])
-    if not isinstance(history, list) or int(saved["epochs_run"]) >= self.settings.epochs:
-      raise ValueError(f"it holds {saved['epochs_run']} epochs of {self.settings.epochs}")
+    if not isinstance(history, list) or _saved_epochs_run(saved) >= self.settings.epochs:
+      raise ValueError(f"it holds {_saved_epochs_run(saved)} epochs of {self.settings.epochs}")
     selection.best_accuracy = float(saved["best_accuracy"])
     selection.best_epoch = int(saved["best_epoch"])
     selection.best_variables = None if best is None else sharding.replicate(self.mesh, best)
@@ -605,6 +605,14 @@ def _fit_result(selection: ModelSelection, history: List[dict], last_variables: 
 
 def _variables(state: TrainState) -> dict:
   return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def _saved_epochs_run(saved: dict) -> int:
+  """The epochs a saved training had run. Files written before seed batches were saved
+  (7597462) lack the field; they hold one seed, which had run its history's epochs."""
+  if "epochs_run" in saved:
+    return int(saved["epochs_run"])
+  return len(json.loads(saved["history"]))
 
 
 def _restored(template, state_dict: dict):
@@ -756,7 +764,7 @@ class SeedBatchTrainer:
     try:
       if any(one is None for one in saved):
         raise ValueError("not every seed's training was saved")
-      epochs = {int(one["epochs_run"]) for one in saved}
+      epochs = {_saved_epochs_run(one) for one in saved}
       if len(epochs) != 1:
         raise ValueError(f"the seeds' trainings were saved after epochs {sorted(epochs)}")
       restored = [t._resume(one, state, selection)
@@ -768,7 +776,8 @@ class SeedBatchTrainer:
     except (ValueError, KeyError, TypeError) as e:
       # As they were before: some seeds' may have been restored.
       selections[:] = [ModelSelection(t.settings) for _ in selections]
-      logs[0](f"  {where} cannot be used ({e}); the round trains from its first epoch")
+      logs[0](f"  {where} cannot be used ({type(e).__name__}: {e}); the round trains from "
+              "its first epoch")
       return None
     epochs_run = epochs.pop()
     logs[0](f"  resuming the round's training after epoch {epochs_run} (saved in {where})")
