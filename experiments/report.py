@@ -92,9 +92,10 @@ def arm_name(config: dict) -> str:
 def _protocol(config: dict) -> str:
   al, train, data = config["al"], config["train"], config["data"]
   pool = data.get("pool_size") if (data.get("pool_size") or 0) > 0 else "full"
+  growth = train.get("epochs_added_per_round", 0)
   return (f"pool {pool}, {al['initial_labeled']} labels +{al['query_size']} x "
-          f"{al['rounds']} rounds, at most {train['epochs']} epochs, preset "
-          f"{train['variant']}")
+          f"{al['rounds']} rounds, at most {train['epochs']} epochs"
+          + (f" (+{growth} a round)" if growth else "") + f", preset {train['variant']}")
 
 
 def find_runs(workdirs: List[str]) -> List[Run]:

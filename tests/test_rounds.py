@@ -13,6 +13,7 @@ import pytest
 from flax import serialization
 
 from conftest import write_synthetic_fashion_mnist
+from experiments import report
 from experiments.configs import fashion_mnist
 from waal_jax import checkpoints
 from waal_jax import loop
@@ -234,3 +235,25 @@ def test_a_vmapped_batch_killed_between_epochs_resumes_after_its_saved_epoch(cac
   for got, want in zip(resumed, uninterrupted, strict=True):
     assert _round_essentials(got) == _round_essentials(want)
   assert not any(os.path.exists(path) for path in saved)
+
+
+def test_epochs_added_per_round_train_each_round_longer_alone_and_vmapped(cache_dir,
+                                                                          tmp_path):
+  """1 epoch +2 a round, no early stop, two rounds: round 0 trains 1 epoch and round 1
+  trains 3, for one seed and for two seeds vmapped in one program (which train alike);
+  the report's protocol says so."""
+  configs = []
+  for seed in (5, 6):
+    config = _tiny_config(cache_dir, **{"train.epochs": 1, "train.epochs_added_per_round": 2,
+                                        "train.patience": 0})
+    config.seed = seed
+    configs.append(config)
+  lines = []
+  alone = loop.run(configs[0], str(tmp_path / "alone"), lines.append, progress_seconds=-1)
+  assert [r["epochs_trained"] for r in alone["rounds"]] == [1, 3]
+  assert "  epoch 3/3" in [line.split(":")[0] for line in lines]
+  vmapped = loop.run_vmapped(configs, [str(tmp_path / "vmapped" / f"seed_{s}") for s in (5, 6)],
+                             lambda _: None, progress_seconds=-1)
+  assert [[r["epochs_trained"] for r in one["rounds"]] for one in vmapped] == [[1, 3], [1, 3]]
+  assert report.find_runs([str(tmp_path / "alone")])[0].protocol.endswith(
+      "at most 1 epochs (+2 a round), preset paper")

@@ -97,6 +97,17 @@ def test_learning_rate_schedule():
   assert {constant.learning_rate_at(e) for e in range(80)} == {0.01}
 
 
+def test_epochs_that_grow_from_round_to_round():
+  """10 epochs +5 a round: round 2 trains 20, and the step schedule's x0.1 comes at
+  its epoch 10 (50% of 20), x0.01 at epoch 15. Without growth every round is round 0."""
+  growing = make_settings(train__epochs=10, train__epochs_added_per_round=5).train
+  assert [growing.for_round(r).epochs for r in (0, 1, 2, 10)] == [10, 15, 20, 60]
+  assert [growing.for_round(2).learning_rate_at(e) for e in (9, 10, 14, 15)] == pytest.approx(
+      [0.01, 0.001, 0.001, 0.0001])
+  fixed = make_settings(train__epochs=80).train
+  assert fixed.for_round(7) is fixed
+
+
 def _tiny_trainer(splits, preset="paper", epochs=3, **fields):
   settings = make_settings(preset=preset, train__epochs=epochs, train__batch_size=32, **fields)
   nets = models.build(settings.model, 10)

@@ -52,6 +52,8 @@ ADDED_FIELDS = {
     # The user's own data and the human oracle (issue 13).
     "data.path": "", "data.image_size": 0, "data.val_fraction": 0.1,
     "data.test_fraction": 0.2, "al.oracle": "simulated",
+    # Epochs that grow from round to round (issue 11's check of the paper's baselines).
+    "train.epochs_added_per_round": 0,
 }
 OWNER_FILE = "config.json"
 LOCK_FILE = "run.lock"

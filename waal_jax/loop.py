@@ -301,7 +301,7 @@ def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log,
   _log_round_start(exp, round_index, labeled, log)
   try:
     fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log,
-                          progress=progress)
+                          progress=progress, round_index=round_index)
   except train_lib.Diverged as e:
     raise _diverged(exp, round_index, e) from None
   return _finish_round(exp, round_index, query_key, labeled, fit)
@@ -557,7 +557,8 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
                                               one.log, seed_batch=seeds) for one in runs]
       try:
         fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
-                         runs[0].exp.al.query_size, [one.log for one in runs], progress)
+                         runs[0].exp.al.query_size, [one.log for one in runs], progress,
+                         round_index)
       except train_lib.Diverged as e:
         raise _diverged(runs[e.seed_index].exp, round_index, e,
                         f"seed {configs[e.seed_index].seed}: ") from None

@@ -57,6 +57,7 @@ class ModelSettings:
 class TrainSettings:
   """Hashable: the static parts of training, baked into the compiled step."""
   epochs: int = _checked(fields.Int(1))
+  epochs_added_per_round: int = _checked(fields.Int(0))
   batch_size: int = _checked(fields.Int(1))
   learning_rate: float = _checked(fields.Float(0.0, open_minimum=True))
   lr_schedule: str = _checked(fields.Choice(("step", "constant")))
@@ -76,6 +77,14 @@ class TrainSettings:
   steps_per_epoch: str = _checked(fields.Choice(("auto", "labeled", "match_pool")))
   eval_batch_size: int = _checked(fields.Int(1))
   variant: str = _checked(fields.Text())
+
+  def for_round(self, round_index: int) -> "TrainSettings":
+    """The settings of round `round_index` (0 = the initial labels): `epochs` grows by
+    `epochs_added_per_round` a round (the schedule's steps move with it)."""
+    if not self.epochs_added_per_round:
+      return self
+    return dataclasses.replace(
+        self, epochs=self.epochs + round_index * self.epochs_added_per_round)
 
   def learning_rate_at(self, epoch: int) -> float:
     """'step' (Table 3): x0.1 from 50% and x0.01 from 75% of the epochs; 'constant'."""

@@ -505,38 +505,41 @@ class Trainer:
   def fit(self, key, data: DeviceData, labeled: np.ndarray, query_size: int,
           log: Optional[Callable[[str], None]] = None,
           on_epoch: Optional[Callable[[dict, dict], None]] = None,
-          progress=None) -> FitResult:
-    """Trains from scratch on `labeled` (pool indices) and the rest of the pool, and
-    returns the network `train.model_selection` chooses. `on_epoch(record, variables)`,
+          progress=None, round_index: int = 0) -> FitResult:
+    """Trains from scratch on `labeled` (pool indices) and the rest of the pool for round
+    `round_index`'s epochs (settings.for_round), and returns the network
+    `train.model_selection` chooses. `on_epoch(record, variables)`,
     if given, sees every epoch's network (e.g. to evaluate it on more splits).
     `progress` (a checkpoints.RoundProgress), if given, keeps the training between
     epochs; when it holds this round's, training continues after the saved epoch and
     ends with what the uninterrupted fit would return (its seconds are those of both)."""
     log = log or logging.info
     start_time = time.time()
+    settings = self.settings.for_round(round_index)
     init_key, plan_key, step_key = jax.random.split(key, 3)
     inputs = self.round_inputs(labeled, query_size)
     state = self.init_state(init_key)
-    selection = ModelSelection(self.settings)
+    selection = ModelSelection(settings)
     history, seconds_before = [], 0.0
     saved = progress.load() if progress is not None else None
     if saved is not None:
       try:
-        state, history, seconds_before = self._resume(saved, state, selection)
+        state, history, seconds_before = self._resume(saved, state, selection,
+                                                      settings.epochs)
         log(f"  resuming the round's training after epoch {len(history)} "
             f"(saved in {progress.path})")
       except (ValueError, KeyError, TypeError) as e:
         log(f"  {progress.path} cannot be used ({type(e).__name__}: {e}); the round "
             "trains from its first epoch")
-    for epoch in range(len(history), self.settings.epochs):
-      state, record = self._epoch(state, data, inputs, epoch, jax.random.fold_in(plan_key, epoch),
-                                  step_key)
+    for epoch in range(len(history), settings.epochs):
+      state, record = self._epoch(state, data, inputs, epoch, settings.learning_rate_at(epoch),
+                                  jax.random.fold_in(plan_key, epoch), step_key)
       if on_epoch is not None:
         on_epoch(record, _variables(state))
       history.append(record)
       if selection.after_epoch(record, _variables(state), log):
         break
-      if progress is not None and epoch + 1 < self.settings.epochs and progress.due():
+      if progress is not None and epoch + 1 < settings.epochs and progress.due():
         self._save_progress(progress, state, selection, history,
                             seconds_before + time.time() - start_time)
     return _fit_result(selection, history, _variables(state),
@@ -557,25 +560,27 @@ class Trainer:
         "epochs_run": epochs_run or len(history), "running": running,
         "stopped_variables": host(stopped_variables)})
 
-  def _resume(self, saved: dict, fresh: TrainState, selection: ModelSelection) -> tuple:
+  def _resume(self, saved: dict, fresh: TrainState, selection: ModelSelection,
+              epochs: int) -> tuple:
     """(state, history, seconds) that _save_progress saved, and the model selection as
-    it stood; raises ValueError (KeyError, TypeError) if they do not fit this network."""
+    it stood; raises ValueError (KeyError, TypeError) if they do not fit this network
+    or a round of `epochs` epochs."""
     template = sharding.to_host(fresh)
     state = _restored(template, saved["state"])
     best = (_restored(_variables(template), saved["best_variables"])
             if saved["best_variables"] else None)
     history = json.loads(saved["history"])
-    if not isinstance(history, list) or _saved_epochs_run(saved) >= self.settings.epochs:
-      raise ValueError(f"it holds {_saved_epochs_run(saved)} epochs of {self.settings.epochs}")
+    if not isinstance(history, list) or _saved_epochs_run(saved) >= epochs:
+      raise ValueError(f"it holds {_saved_epochs_run(saved)} epochs of {epochs}")
     selection.best_accuracy = float(saved["best_accuracy"])
     selection.best_epoch = int(saved["best_epoch"])
     selection.best_variables = None if best is None else sharding.replicate(self.mesh, best)
     return sharding.replicate(self.mesh, state), history, float(saved["seconds"])
 
-  def _epoch(self, state, data, inputs: RoundInputs, epoch: int, plan_key, step_key):
+  def _epoch(self, state, data, inputs: RoundInputs, epoch: int, learning_rate: float,
+             plan_key, step_key):
     """One epoch and its validation; returns the state and the epoch's record."""
     epoch_start = time.time()
-    learning_rate = self.settings.learning_rate_at(epoch)
     state = self.with_learning_rate(state, learning_rate)
     plan = self.epoch_plan(plan_key, inputs)
     state, sums = self.train_epoch(state, data, plan, inputs.weights, step_key, inputs.steps)
@@ -686,12 +691,13 @@ class SeedBatchTrainer:
 
   def fit(self, keys: List[jax.Array], data: DeviceData, labeled: List[np.ndarray],
           query_size: int, logs: List[Callable[[str], None]],
-          progress: Optional[list] = None) -> List[FitResult]:
+          progress: Optional[list] = None, round_index: int = 0) -> List[FitResult]:
     """Trainer.fit for every seed at once: keys, labeled sets and logs per seed, `data`
     from stack_data. `progress`, if given, holds a checkpoints.RoundProgress per seed
     (each seed's part of the batch's training goes to its own workdir), used as in
-    Trainer.fit when every seed's holds the same epoch. Returns each seed's FitResult."""
-    t, settings = self.trainer, self.trainer.settings
+    Trainer.fit when every seed's holds the same epoch; `round_index` as there.
+    Returns each seed's FitResult."""
+    t, settings = self.trainer, self.trainer.settings.for_round(round_index)
     start_time = time.time()
     split = [jax.random.split(key, 3) for key in keys]
     inputs = [t.round_inputs(one, query_size) for one in labeled]
@@ -707,7 +713,7 @@ class SeedBatchTrainer:
     stopped_variables = {}                       # model_selection=last: a seed's at its stop
     running = list(range(len(keys)))             # seeds whose rule has not stopped them
     first_epoch, seconds_before = 0, 0.0
-    resumed = self._resume(progress, fresh, selections, logs) if progress else None
+    resumed = self._resume(progress, fresh, selections, logs, settings) if progress else None
     if resumed is not None:
       fresh, histories, stopped_variables, running, first_epoch, seconds_before = resumed
     state = _stack(fresh)
@@ -752,7 +758,7 @@ class SeedBatchTrainer:
             for k, selection in enumerate(selections)]
 
   def _resume(self, progress: list, fresh: List[TrainState], selections: List[ModelSelection],
-              logs: List[Callable[[str], None]]) -> Optional[tuple]:
+              logs: List[Callable[[str], None]], settings: TrainSettings) -> Optional[tuple]:
     """(per-seed states, histories, stopped variables, running seeds, next epoch,
     seconds) that the seeds' savers hold, if every seed's holds the batch at the same
     epoch; else None (and the batch trains from its first epoch)."""
@@ -767,7 +773,7 @@ class SeedBatchTrainer:
       epochs = {_saved_epochs_run(one) for one in saved}
       if len(epochs) != 1:
         raise ValueError(f"the seeds' trainings were saved after epochs {sorted(epochs)}")
-      restored = [t._resume(one, state, selection)
+      restored = [t._resume(one, state, selection, settings.epochs)
                   for one, state, selection in zip(saved, fresh, selections)]
       stopped = {k: sharding.replicate(t.mesh, _restored(_variables(sharding.to_host(fresh[k])),
                                                          one["stopped_variables"]))
@@ -775,7 +781,7 @@ class SeedBatchTrainer:
       running = [k for k, one in enumerate(saved) if one["running"]]
     except (ValueError, KeyError, TypeError) as e:
       # As they were before: some seeds' may have been restored.
-      selections[:] = [ModelSelection(t.settings) for _ in selections]
+      selections[:] = [ModelSelection(settings) for _ in selections]
       logs[0](f"  {where} cannot be used ({type(e).__name__}: {e}); the round trains from "
               "its first epoch")
       return None

@@ -69,6 +69,9 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 80              # Most epochs per round (Table 3 / section 4).
+  config.train.epochs_added_per_round = 0  # Round r trains at most epochs + r x this
+  #                                       (0: every round the same; see
+  #                                       results/deepal_training_check).
   config.train.batch_size = 64          # Mini-batch size S, labeled and unlabeled each.
   config.train.learning_rate = 0.01     # Initial SGD learning rate (Table 3).
   config.train.lr_schedule = "step"     # step: x0.1 from 50%, x0.01 from 75% of the epochs
