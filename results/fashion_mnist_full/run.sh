@@ -2,8 +2,9 @@
 # The full Table 4 protocol on Fashion-MNIST (paper Tables 2/3: the whole 40K pool,
 # 1,000 labels +500 a round to 6,000, up to 80 epochs a round with the early-stopping
 # rule), every arm of experiments/table4.py, seeds 0-4, and the four strategies newer
-# than the paper (BADGE, BatchBALD, TypiClust, ProbCover) with seeds 0-2. Two runs at
-# once as pinned one-thread processes (this project's CPU machine has 2 cores).
+# than the paper (BADGE, BatchBALD, TypiClust, ProbCover) with seeds 0-2, and the check
+# of how the paper's baselines were trained. Two runs at once as pinned one-thread
+# processes (this project's CPU machine has 2 cores).
 # First the comparison of the newer strategies with WAAL, Margin and Random (seeds 0-2,
 # about a third of the CPU hours: BatchBALD's whole-pool queries alone take 5 h or more
 # a seed), then the rest of Table 4. Each step goes seed by seed; within a seed the
@@ -21,7 +22,11 @@ NEWER=batchbald,probcover,typiclust,badge
 python -m experiments.table4 --out=$OUT --seeds=3 --parallel=2 --arms=batchbald,waal,\
 probcover,typiclust,badge,margin,random
 python -m experiments.table4 --out=$OUT --seeds=3 --parallel=2 --arms=$ARMS,$NEWER
+# The Table 4 baselines trained as the paper's seem to have been (10 epochs a round,
+# +5 each round: results/deepal_training_check), seeds 0-2, then 0-4 after Table 4's.
+sh results/deepal_training_check/run.sh 3
 python -m experiments.table4 --out=$OUT --seeds=5 --parallel=2 --arms=$ARMS
+sh results/deepal_training_check/run.sh 5
 # The reports: Table 4 (every arm, every seed), and the newer strategies beside WAAL,
 # Margin and Random on their common seeds 0-2.
 python -m experiments.report --workdirs=$OUT --out=$OUT/report
