@@ -33,22 +33,23 @@ def status(out: str, arms: list, seeds: int, rounds: dict) -> list:
       except (OSError, ValueError, KeyError, TypeError):
         recorded.append(None)
     readable = [r for r in recorded if r is not None]
-    spent = sum(sum(r) for r in readable)
     every = [t for r in readable for t in r]
-    left = 0.0
-    for run in readable:
-      for index in range(len(run), rounds[arm]):
-        same = [r[index] for r in readable if len(r) > index]
-        if same or every:
-          left += sum(same) / len(same) if same else sum(every) / len(every)
-        else:
-          left = None
-          break
-      if left is None:
-        break
+    missing = [index for run in readable for index in range(len(run), rounds[arm])]
+    if not missing:
+      left = 0.0
+    elif not every:
+      left = None                                  # nothing recorded to estimate from
+    else:
+      left = sum(_mean([r[index] for r in readable if len(r) > index] or every)
+                 for index in missing)
     rows.append({"arm": arm, "rounds": [None if r is None else len(r) for r in recorded],
-                 "hours": spent / 3600, "hours_left": None if left is None else left / 3600})
+                 "hours": sum(every) / 3600,
+                 "hours_left": None if left is None else left / 3600})
   return rows
+
+
+def _mean(values: list) -> float:
+  return sum(values) / len(values)
 
 
 def table(rows: list, rounds: dict, seeds: int, parallel: int) -> str:

@@ -570,8 +570,9 @@ class Trainer:
     best = (_restored(_variables(template), saved["best_variables"])
             if saved["best_variables"] else None)
     history = json.loads(saved["history"])
-    if not isinstance(history, list) or _saved_epochs_run(saved) >= epochs:
-      raise ValueError(f"it holds {_saved_epochs_run(saved)} epochs of {epochs}")
+    epochs_run = _saved_epochs_run(saved)
+    if not isinstance(history, list) or epochs_run >= epochs:
+      raise ValueError(f"it holds {epochs_run} epochs of {epochs}")
     selection.best_accuracy = float(saved["best_accuracy"])
     selection.best_epoch = int(saved["best_epoch"])
     selection.best_variables = None if best is None else sharding.replicate(self.mesh, best)
