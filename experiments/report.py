@@ -1,11 +1,15 @@
 r"""Our results beside the paper's: tables, budget curves, query times, provenance.
 
-  python -m experiments.report --workdirs=DIR[,DIR...] --out=OUT [--benchmark=FILE]
+  python -m experiments.report --workdirs=[LABEL=]DIR[,...] --out=OUT [--benchmark=FILE]
 
 Each workdir is a run (it holds results.json) or a tree of runs (e.g. the seed_<k>
 folders of --config.seeds); every results.json below it is read. Runs are grouped by
 dataset and by "arm": the query strategy, plus "+h_div" for the H-divergence
-ablation and "+match_pool" for baselines trained with WAAL's number of steps. Writes
+ablation and "+match_pool" for baselines trained with WAAL's number of steps, plus
+"/LABEL" for a tree given as LABEL=DIR: that is how one report shows the same
+strategy trained two ways (e.g. the campaign's Random and
+inferred=results/deepal_training_check/10_plus_5_epochs's "random/inferred"), each
+beside the paper's number for the strategy. Writes
 
   OUT/report.md       per dataset: each arm's protocol; a table at a glance (per arm:
                       the first, middle and last budgets, the area under the budget
@@ -35,6 +39,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 from typing import Dict, List, Optional, Tuple
 
@@ -98,9 +103,20 @@ def _protocol(config: dict) -> str:
           + (f" (+{growth} a round)" if growth else "") + f", preset {train['variant']}")
 
 
+def labelled_workdir(entry: str) -> Tuple[str, str]:
+  """'LABEL=DIR' -> (LABEL, DIR); a plain DIR (also one whose name has a '=') -> ('', DIR)."""
+  label, sep, workdir = entry.partition("=")
+  if not sep or os.path.isdir(entry):
+    return "", entry
+  if not re.fullmatch(r"[A-Za-z0-9_-]+", label):
+    raise ReportError(f"--workdirs: label {label!r} of {entry}: use letters, digits, _ and -")
+  return label, workdir
+
+
 def find_runs(workdirs: List[str]) -> List[Run]:
   runs = []
-  for workdir in workdirs:
+  for entry in workdirs:
+    label, workdir = labelled_workdir(entry)
     if not os.path.isdir(workdir):
       raise ReportError(f"--workdirs: {workdir} is not a folder")
     found = sorted(os.path.join(root, "results.json") for root, _, files in os.walk(workdir)
@@ -112,7 +128,8 @@ def find_runs(workdirs: List[str]) -> List[Run]:
         with open(path) as f:
           results = json.load(f)
         config = results["config"]
-        runs.append(Run(path, config["data"]["name"], arm_name(config), int(config["seed"]),
+        arm = arm_name(config) + (f"/{label}" if label else "")
+        runs.append(Run(path, config["data"]["name"], arm, int(config["seed"]),
                         _protocol(config), results["rounds"],
                         rounds_planned=int(config["al"]["rounds"]) + 1))
       except (OSError, ValueError, KeyError, TypeError) as e:
@@ -132,8 +149,8 @@ def load_paper(path: str = PAPER_ACCURACY) -> Dict[Tuple[str, str, str, int], Tu
 
 def paper_cell(paper, dataset: str, arm: str, labels: int) -> Optional[Tuple[float, float]]:
   """The paper's number for an arm, where the paper has one (only the paper preset's
-  strategies and the H-divergence ablation)."""
-  method, _, ablation = arm.partition("+")
+  strategies and the H-divergence ablation, whatever their workdir's label)."""
+  method, _, ablation = arm.split("/")[0].partition("+")
   if ablation not in ("", "h_div"):
     return None
   setting = "h_divergence_ablation" if ablation == "h_div" else "standard"
@@ -163,7 +180,8 @@ def summarise(runs: List[Run]) -> Dict[str, Dict[str, ArmSummary]]:
     protocols = sorted({r.protocol for r in group})
     if len(protocols) > 1:
       raise ReportError(f"{dataset} {arm}: runs of different protocols cannot be averaged: "
-                        + " | ".join(protocols))
+                        + " | ".join(protocols) + " (to show both, label one tree: "
+                        "--workdirs=LABEL=DIR)")
     seeds = [r.seed for r in group]
     if len(set(seeds)) < len(seeds):
       raise ReportError(f"{dataset} {arm}: seed given twice among "
@@ -531,8 +549,9 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None)
 
 
 def _define_flags():
-  _FLAGS["workdirs"] = flags.DEFINE_list("workdirs", None, "Runs or trees of runs.",
-                                         required=True)
+  _FLAGS["workdirs"] = flags.DEFINE_list(
+      "workdirs", None, "Runs or trees of runs; LABEL=DIR names that tree's arms ARM/LABEL.",
+      required=True)
   _FLAGS["out"] = flags.DEFINE_string("out", None, "Folder for the report.", required=True)
   _FLAGS["benchmark"] = flags.DEFINE_string(
       "benchmark", None, "JSON lines of experiments.benchmark, for the query-time table.")

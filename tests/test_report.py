@@ -10,13 +10,14 @@ from conftest import run_module
 from experiments import report
 
 
-def _fabricate(path, strategy, seed, accuracies, *, steps_per_epoch="auto", rounds=None):
+def _fabricate(path, strategy, seed, accuracies, *, steps_per_epoch="auto", rounds=None,
+               epochs=10):
   """A results.json as the driver writes it, with the given test accuracies."""
   os.makedirs(path)
   config = {"seed": seed, "data": {"name": "fashion_mnist", "pool_size": -1},
             "al": {"initial_labeled": 1000, "query_size": 500,
                    "rounds": rounds if rounds is not None else len(accuracies) - 1},
-            "train": {"epochs": 10, "variant": "paper", "adversarial": "auto",
+            "train": {"epochs": epochs, "variant": "paper", "adversarial": "auto",
                       "steps_per_epoch": steps_per_epoch},
             "query": {"strategy": strategy}}
   history = [{"round": i, "num_labeled": 1000 + 500 * i, "test_accuracy": a,
@@ -124,6 +125,35 @@ def test_mixed_protocols_and_bad_folders_are_one_line(workdirs, tmp_path):
                     f"--out={tmp_path / 'r'}")
   assert done.returncode == 1
   assert done.stderr.strip().splitlines()[-1] == f"error: --workdirs: {tmp_path / 'nothing'} is not a folder"
+
+
+def test_a_labelled_tree_is_the_same_strategy_trained_another_way(workdirs, tmp_path):
+  """Random trained 5 epochs (seeds 0, 1) beside the workdirs' Random trained 10: unlabelled
+  they cannot be averaged; as short=DIR they are the arm random/short, beside the paper's
+  Random, and paired with WAAL over seeds 0 and 1."""
+  _fabricate(tmp_path / "short" / "seed_0", "random", 0, [0.58, 0.62, 0.66], epochs=5)
+  _fabricate(tmp_path / "short" / "seed_1", "random", 1, [0.56, 0.60, 0.64], epochs=5)
+  with pytest.raises(report.ReportError, match=r"fashion_mnist random: runs of different "
+                     r"protocols .* \(to show both, label one tree: --workdirs=LABEL=DIR\)"):
+    report.summarise(report.find_runs(workdirs + [str(tmp_path / "short")]))
+  out = tmp_path / "r"
+  content = report.write_report(workdirs + [f"short={tmp_path / 'short'}"], str(out))
+  assert sorted(content["fashion_mnist"]) == ["random", "random+match_pool", "random/short",
+                                              "waal"]
+  assert content["fashion_mnist"]["random/short"]["accuracy"]["1000"][:2] == [
+      pytest.approx(57.0), pytest.approx(1.414214, abs=1e-5)]
+  lines = (out / "report.md").read_text().splitlines()
+  header = [l for l in lines if l.startswith("| labels | waal (n=2)")][0]
+  cells = [c.strip() for c in lines[lines.index(header) + 2].strip("|").split("|")]
+  assert cells[4] == "57.00 ± 1.41 (58.03 ± 2.81)"    # the paper's Random beside it
+  # WAAL - random/short at 1,000 labels: 70-58 = 12 and 74-56 = 18; mean 15, sd 4.243,
+  # t = 15 / (4.243 / sqrt 2) = 5.0 on 1 degree of freedom, p = 1 - 2 atan(5) / pi = 0.126.
+  paired = [l for l in lines if l.startswith("| labels | waal - random")][0]
+  row = lines[lines.index(paired) + 2]
+  assert [c.strip() for c in paired.strip("|").split("|")][3] == "waal - random/short"
+  assert [c.strip() for c in row.strip("|").split("|")][3] == "+15.00 (p=0.126, n=2)"
+  with pytest.raises(report.ReportError, match="label 'a b' of a b=x: use letters"):
+    report.find_runs(["a b=x"])
 
 
 def test_unfinished_runs_are_listed_not_counted(workdirs, tmp_path):
