@@ -312,6 +312,17 @@ def arm_styles(names: List[str]) -> Dict[str, Tuple[tuple, str]]:
           for i, a in enumerate(names)}
 
 
+def line_styles(names: List[str]) -> Dict[str, Tuple[tuple, str, str]]:
+  """Colour, marker and line style per arm: a labelled arm (ARM/LABEL) whose ARM is
+  drawn too is drawn dashed in ARM's colour, so the two trainings of a strategy read as a
+  pair; every other arm has its own colour (arm_styles), solid."""
+  paired = {a: a.split("/")[0] for a in names if "/" in a and a.split("/")[0] in names}
+  styles = {a: (*style, "-") for a, style in
+            arm_styles([a for a in names if a not in paired]).items()}
+  styles.update({a: (*styles[base][:2], "--") for a, base in paired.items()})
+  return styles
+
+
 def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
   """Ours (mean with a ±std band over seeds) on the left and the paper's curves on the
   right, on the same axes and in the same colour per arm: one panel of 2 x 16 curves
@@ -320,9 +331,11 @@ def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   names = _ordered(arms)
-  styles = arm_styles(names)
+  styles = line_styles(names)
   paper_curves = {}
   for a in names:
+    if styles[a][2] == "--":   # the paper's curve of its strategy is drawn already
+      continue
     cells = [(n, paper_cell(paper, dataset, a, n)) for n in sorted(arms[a].accuracy)]
     cells = [(n, c[0]) for n, c in cells if c is not None]
     if cells:
@@ -331,12 +344,12 @@ def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
                            sharex=True, sharey=True, squeeze=False)
   ours_ax = axes[0][0]
   for a in names:
-    color, marker = styles[a]
+    color, marker, linestyle = styles[a]
     labels = np.array(sorted(arms[a].accuracy))
     mean = np.array([arms[a].accuracy[n][0] for n in labels])
     std = np.array([arms[a].accuracy[n][1] for n in labels])
     ours_ax.plot(labels, mean, color=color, marker=marker, ms=3,
-                 label=f"{a} (n={len(arms[a].seeds)})")
+                 linestyle=linestyle, label=f"{a} (n={len(arms[a].seeds)})")
     ours_ax.fill_between(labels, mean - std, mean + std, color=color, alpha=0.2)
     if a in paper_curves:
       axes[0][1].plot(*zip(*paper_curves[a]), color=color, marker=marker, ms=3)

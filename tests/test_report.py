@@ -114,6 +114,15 @@ def test_every_arm_of_the_full_campaign_has_its_own_colour_and_marker():
   assert styles["arm1"][0] == matplotlib.colormaps["tab10"](1)
 
 
+def test_a_strategy_trained_two_ways_is_drawn_as_a_pair():
+  styles = report.line_styles(["waal", "random", "random/inferred", "margin/inferred"])
+  own = report.arm_styles(["waal", "random", "margin/inferred"])
+  assert styles["random/inferred"] == (*own["random"], "--")       # Random's colour, dashed
+  assert styles["random"] == (*own["random"], "-")
+  assert styles["margin/inferred"] == (*own["margin/inferred"], "-")  # no margin: its own
+  assert len({styles[a][0] for a in ("waal", "random", "margin/inferred")}) == 3
+
+
 def test_mixed_protocols_and_bad_folders_are_one_line(workdirs, tmp_path):
   _fabricate(tmp_path / "waal" / "seed_2", "waal", 2, [0.7, 0.8], rounds=1)
   done = run_module("experiments.report", f"--workdirs={workdirs[0]}",

@@ -13,7 +13,10 @@
 # Random its picks, which do not depend on the network). Two pinned one-thread runs at
 # a time (experiments/table4.py); rerunning resumes. Then it prints Random and Margin
 # beside the full protocol's (seeds both have) and writes the reports beside the
-# paper's Table 4: $OUT/report_10_epochs, $OUT/report_10_plus_5_epochs.
+# paper's Table 4: $OUT/report_10_epochs, $OUT/report_10_plus_5_epochs, and
+# $OUT/report_beside_table4: the Table 4 arms of results/fashion_mnist_full (the
+# paper's stated training) with these baselines as <arm>/inferred, so WAAL is paired
+# seed by seed with the baselines trained both ways.
 #   sh results/deepal_training_check/run.sh [SEEDS]     (seeds 0 .. SEEDS-1; default 5)
 set -eu
 cd "$(dirname "$0")/../.."
@@ -31,3 +34,8 @@ for arm in random margin; do
 done
 python -m experiments.report --workdirs=$OUT/10_epochs --out=$OUT/report_10_epochs
 python -m experiments.report --workdirs=$OUT/10_plus_5_epochs --out=$OUT/report_10_plus_5_epochs
+TABLE4=results/fashion_mnist_full
+python -m experiments.report --out=$OUT/report_beside_table4 --workdirs=$TABLE4/waal,\
+$TABLE4/waal_reference,$TABLE4/random,$TABLE4/least_confidence,$TABLE4/margin,\
+$TABLE4/entropy,$TABLE4/kmedian,$TABLE4/coreset,$TABLE4/dbal,$TABLE4/deepfool,\
+$TABLE4/random_match_pool,$TABLE4/random_wasserstein,inferred=$OUT/10_plus_5_epochs
