@@ -18,7 +18,9 @@ beside the paper's number for the strategy. Writes
                       mean ± std)" in %, with the difference marked where it exceeds
                       the combined std (sqrt(s_ours^2 + s_paper^2)); per
                       budget a paired t-test of WAAL against each arm over their
-                      common seeds; the pairwise penalty matrix (budgets where one
+                      common seeds; where Table 4's controls are there, WAAL's lead
+                      over Random split into training length, adversarial loss and
+                      query (DECOMPOSITION); the pairwise penalty matrix (budgets where one
                       arm is significantly better); the labels each arm needs to
                       reach Random's final accuracy; the seconds each arm spent; and
                       Table 1 from --benchmark
@@ -461,20 +463,45 @@ def _ordered(names):
   return sorted(names, key=lambda a: (a != "waal", a))
 
 
+def _paired_cell(a: Dict[int, float], b: Dict[int, float]) -> str:
+  """'+d.dd (p=..., n=...)' for a - b over their common seeds, bold where p < SIGNIFICANCE."""
+  test, n = compare_paired(a, b)
+  if test is None:
+    return "-"
+  text = f"{test[0]:+.2f} (p={test[2]:.3f}, n={n})"
+  return f"**{text}**" if test[2] < SIGNIFICANCE else text
+
+
 def paired_table(arms: Dict[str, Dict[int, Dict[int, float]]], reference: str = "waal"):
   """Per budget, `reference` minus each other arm: mean difference (points) and p."""
   others = [a for a in _ordered(arms) if a != reference]
   lines = [f"| labels | " + " | ".join(f"{reference} - {a}" for a in others) + " |",
            "| --- |" + " --- |" * len(others)]
   for labels in sorted(arms[reference]):
-    cells = []
-    for a in others:
-      test, n = compare_paired(arms[reference][labels], arms[a].get(labels, {}))
-      if test is None:
-        cells.append("-")
-        continue
-      text = f"{test[0]:+.2f} (p={test[2]:.3f}, n={n})"
-      cells.append(f"**{text}**" if test[2] < SIGNIFICANCE else text)
+    cells = [_paired_cell(arms[reference][labels], arms[a].get(labels, {})) for a in others]
+    lines.append(f"| {labels:,} | " + " | ".join(cells) + " |")
+  return lines
+
+
+# WAAL's lead over Random, one change at a time along Table 4's controls: Random with
+# WAAL's steps per epoch, then with its adversarial loss too (WAAL's whole training),
+# then WAAL's query instead of Random's. (what changes, arm with it, arm without it)
+DECOMPOSITION = (("training length", "random+match_pool", "random"),
+                 ("adversarial loss", "random+wasserstein", "random+match_pool"),
+                 ("WAAL's query", "waal", "random+wasserstein"),
+                 ("all three", "waal", "random"))
+
+
+def decomposition_table(arms: Dict[str, Dict[int, Dict[int, float]]]) -> List[str]:
+  """Per budget, each step of DECOMPOSITION: mean per-seed difference (points) and p.
+  Empty unless all four arms are there."""
+  if any(a not in arms for _, with_it, without in DECOMPOSITION for a in (with_it, without)):
+    return []
+  lines = ["| labels | " + " | ".join(f"{what}: {a} - {b}" for what, a, b in DECOMPOSITION)
+           + " |", "| --- |" + " --- |" * len(DECOMPOSITION)]
+  for labels in sorted(arms["random"]):
+    cells = [_paired_cell(arms[a].get(labels, {}), arms[b].get(labels, {}))
+             for _, a, b in DECOMPOSITION]
     lines.append(f"| {labels:,} | " + " | ".join(cells) + " |")
   return lines
 
@@ -521,6 +548,13 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None)
       lines += ["WAAL against each arm: mean of the per-seed differences in points, paired "
                 f"t-test over the seeds both have (arms share each seed's split and initial "
                 f"labels); **bold**: p < {SIGNIFICANCE}.", ""] + paired_table(per_seed) + [""]
+    decomposition = decomposition_table(per_seed)
+    if decomposition:
+      lines += ["What WAAL's lead over Random is made of: the controls change one thing at a "
+                "time (Random with WAAL's steps per epoch; then with WAAL's adversarial loss "
+                "too, i.e. WAAL's whole training; then WAAL's query instead of Random's). Mean "
+                "per-seed difference in points, paired t-test; the first three add up to the "
+                "last where the arms have the same seeds.", ""] + decomposition + [""]
     if len(per_seed) > 1:
       lines += ["Penalty matrix: the budgets at which the row's arm is significantly better "
                 f"than the column's (paired t-test, p < {SIGNIFICANCE}).", ""]

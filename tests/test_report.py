@@ -11,13 +11,13 @@ from experiments import report
 
 
 def _fabricate(path, strategy, seed, accuracies, *, steps_per_epoch="auto", rounds=None,
-               epochs=10):
+               epochs=10, adversarial="auto"):
   """A results.json as the driver writes it, with the given test accuracies."""
   os.makedirs(path)
   config = {"seed": seed, "data": {"name": "fashion_mnist", "pool_size": -1},
             "al": {"initial_labeled": 1000, "query_size": 500,
                    "rounds": rounds if rounds is not None else len(accuracies) - 1},
-            "train": {"epochs": epochs, "variant": "paper", "adversarial": "auto",
+            "train": {"epochs": epochs, "variant": "paper", "adversarial": adversarial,
                       "steps_per_epoch": steps_per_epoch},
             "query": {"strategy": strategy}}
   history = [{"round": i, "num_labeled": 1000 + 500 * i, "test_accuracy": a,
@@ -219,6 +219,36 @@ def test_penalty_matrix_labels_to_reach_and_time_by_hand(tmp_path):
   timing = report.time_spent(runs)["fashion_mnist"]["waal"]
   assert (timing["train"], timing["query"], timing["eval"]) == (3.0, 1.5, 0.0)
   assert timing["hours"] == pytest.approx(3 * 4.5 / 3600)
+
+
+def test_waals_lead_over_random_split_along_the_controls(tmp_path):
+  """Seeds 0 and 1 at 1,000 and 1,500 labels (%): random 60/62 and 70/70, match_pool
+  70/74 and 80/80, wasserstein 71/73 and 82/82, waal 72/76 and 84/86. Per-seed differences
+  at 1,000: length 10, 12 (mean 11, sd 1.414, t 11 on 1 df, p = 2 atan(1/11) / pi =
+  0.058); adversarial 1, -1 (t 0, p 1); query 1, 3 (t 2, p = 1 - 2 atan(2) / pi = 0.295);
+  all 12, 14 (t 13, p = 2 atan(1/13) / pi = 0.049). At 1,500: 10, 10 and 2, 2 (sd 0:
+  p 0); query 2, 4 (t 3, p 0.205); all 14, 16 (t 15, p 0.042)."""
+  arms = {"random": ({}, ([0.60, 0.70], [0.62, 0.70])),
+          "random_match_pool": ({"steps_per_epoch": "match_pool"},
+                                ([0.70, 0.80], [0.74, 0.80])),
+          "random_wasserstein": ({"adversarial": "wasserstein"}, ([0.71, 0.82], [0.73, 0.82])),
+          "waal": ({}, ([0.72, 0.84], [0.76, 0.86]))}
+  for name, (options, seeds) in arms.items():
+    for seed, accuracies in enumerate(seeds):
+      _fabricate(tmp_path / name / f"seed_{seed}", name.split("_")[0], seed, accuracies,
+                 **options)
+  per_seed = report.seed_accuracies(report.find_runs([str(tmp_path)]))["fashion_mnist"]
+  table = report.decomposition_table(per_seed)
+  assert table[0] == ("| labels | training length: random+match_pool - random | adversarial "
+                      "loss: random+wasserstein - random+match_pool | WAAL's query: waal - "
+                      "random+wasserstein | all three: waal - random |")
+  assert table[2:] == [
+      "| 1,000 | +11.00 (p=0.058, n=2) | +0.00 (p=1.000, n=2) | +2.00 (p=0.295, n=2) | "
+      "**+13.00 (p=0.049, n=2)** |",
+      "| 1,500 | **+10.00 (p=0.000, n=2)** | **+2.00 (p=0.000, n=2)** | +3.00 (p=0.205, n=2) "
+      "| **+15.00 (p=0.042, n=2)** |"]
+  del per_seed["random+wasserstein"]          # without every control: no table
+  assert report.decomposition_table(per_seed) == []
 
 
 def test_seeds_trained_together_share_their_training_seconds(tmp_path):
