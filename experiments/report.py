@@ -120,11 +120,11 @@ def find_runs(workdirs: List[str]) -> List[Run]:
   for entry in workdirs:
     label, workdir = labelled_workdir(entry)
     if not os.path.isdir(workdir):
-      raise ReportError(f"--workdirs: {workdir} is not a folder")
+      raise ReportError(f"--workdirs: {entry} is not a folder")
     found = sorted(os.path.join(root, "results.json") for root, _, files in os.walk(workdir)
                    if "results.json" in files)
     if not found:
-      raise ReportError(f"--workdirs: no results.json in or below {workdir}")
+      raise ReportError(f"--workdirs: no results.json in or below {entry}")
     for path in found:
       try:
         with open(path) as f:
