@@ -13,7 +13,8 @@ beside the paper's number for the strategy. Writes
 
   OUT/report.md       per dataset: each arm's protocol; a table at a glance (per arm:
                       the first, middle and last budgets, the area under the budget
-                      curve (AUBC: mean accuracy over the rounds), hours); accuracy
+                      curve (AUBC: mean accuracy over the rounds), the budgets within
+                      the combined std of the paper's, hours); accuracy
                       per number of labels and arm, each cell "ours mean ± std (paper
                       mean ± std)" in %, with the difference marked where it exceeds
                       the combined std (sqrt(s_ours^2 + s_paper^2)); per
@@ -202,6 +203,11 @@ def summarise(runs: List[Run]) -> Dict[str, Dict[str, ArmSummary]]:
   return dict(out)
 
 
+def differs(ours: Tuple[float, float, int], paper: Tuple[float, float]) -> bool:
+  """Whether our mean and the paper's differ by more than the combined std."""
+  return abs(ours[0] - paper[0]) > math.hypot(ours[1], paper[1])
+
+
 def _cell(ours: Tuple[float, float, int], paper: Optional[Tuple[float, float]]) -> str:
   mean, std, _ = ours
   text = f"{mean:.2f} ± {std:.2f}"
@@ -209,7 +215,7 @@ def _cell(ours: Tuple[float, float, int], paper: Optional[Tuple[float, float]]) 
     return text
   p_mean, p_std = paper
   text += f" ({p_mean:.2f} ± {p_std:.2f})"
-  if abs(mean - p_mean) > math.hypot(std, p_std):
+  if differs(ours, paper):
     text = f"**{text} {'▲' if mean > p_mean else '▼'}**"
   return text
 
@@ -241,18 +247,23 @@ def paper_aubc(dataset: str, arm: str, summary: ArmSummary, paper) -> Optional[f
 def glance_table(dataset: str, arms: Dict[str, ArmSummary], paper,
                  timing: Dict[str, Dict[str, float]]) -> List[str]:
   """One row per arm, best AUBC first: the first, middle and last budgets' cells, the
-  AUBC beside the paper's, the seeds and the arm's hours."""
+  AUBC beside the paper's, at how many budgets ours is within the combined std of the
+  paper's, the seeds and the arm's hours."""
   budgets = glance_budgets(arms)
   lines = ["| arm | n | " + " | ".join(f"{n:,} labels" for n in budgets)
-           + " | AUBC (paper) | hours |", "| --- |" + " --- |" * (len(budgets) + 3)]
+           + " | AUBC (paper) | as the paper | hours |",
+           "| --- |" + " --- |" * (len(budgets) + 4)]
   for a in sorted(arms, key=lambda a: -arms[a].aubc[0]):
     cells = [_cell(arms[a].accuracy[n], paper_cell(paper, dataset, a, n))
              if n in arms[a].accuracy else "-" for n in budgets]
     mean, std = arms[a].aubc
     theirs = paper_aubc(dataset, a, arms[a], paper)
     aubc = f"{mean:.2f} ± {std:.2f}" + ("" if theirs is None else f" ({theirs:.2f})")
+    pairs = [(ours, paper_cell(paper, dataset, a, n)) for n, ours in arms[a].accuracy.items()]
+    pairs = [(ours, theirs) for ours, theirs in pairs if theirs is not None]
+    alike = (f"{sum(not differs(*pair) for pair in pairs)} of {len(pairs)}" if pairs else "-")
     lines.append(f"| {a} | {len(arms[a].seeds)} | " + " | ".join(cells)
-                 + f" | {aubc} | {timing[a]['hours']:.2f} |")
+                 + f" | {aubc} | {alike} | {timing[a]['hours']:.2f} |")
   return lines
 
 
@@ -538,7 +549,8 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None)
     lines += [f"## {dataset}", "", "Protocols:", ""]
     lines += [f"- {a}: {arms[a].protocol}; seeds {arms[a].seeds}" for a in sorted(arms)]
     lines += ["", "At a glance (AUBC: the mean accuracy over the rounds, the paper's over the "
-              "same label counts; best first; hours: the arm's total over its seeds):", ""]
+              "same label counts; best first; as the paper: the budgets where ours is within "
+              "the combined std of the paper's; hours: the arm's total over its seeds):", ""]
     lines += glance_table(dataset, arms, paper, timing[dataset]) + [""]
     lines += ["Every budget:", ""] + accuracy_table(dataset, arms, paper) + [""]
     plot(dataset, arms, paper, os.path.join(out, f"{dataset}.png"))
