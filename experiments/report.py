@@ -97,6 +97,11 @@ def arm_name(config: dict) -> str:
   return name
 
 
+def strategy_arm(arm: str) -> str:
+  """The arm without its workdir's label: 'random/inferred' -> 'random'."""
+  return arm.split("/")[0]
+
+
 def _protocol(config: dict) -> str:
   al, train, data = config["al"], config["train"], config["data"]
   pool = data.get("pool_size") if (data.get("pool_size") or 0) > 0 else "full"
@@ -153,7 +158,7 @@ def load_paper(path: str = PAPER_ACCURACY) -> Dict[Tuple[str, str, str, int], Tu
 def paper_cell(paper, dataset: str, arm: str, labels: int) -> Optional[Tuple[float, float]]:
   """The paper's number for an arm, where the paper has one (only the paper preset's
   strategies and the H-divergence ablation, whatever their workdir's label)."""
-  method, _, ablation = arm.split("/")[0].partition("+")
+  method, _, ablation = strategy_arm(arm).partition("+")
   if ablation not in ("", "h_div"):
     return None
   setting = "h_divergence_ablation" if ablation == "h_div" else "standard"
@@ -329,7 +334,7 @@ def line_styles(names: List[str]) -> Dict[str, Tuple[tuple, str, str]]:
   """Colour, marker and line style per arm: a labelled arm (ARM/LABEL) whose ARM is
   drawn too is drawn dashed in ARM's colour, so the two trainings of a strategy read as a
   pair; every other arm has its own colour (arm_styles), solid."""
-  paired = {a: a.split("/")[0] for a in names if "/" in a and a.split("/")[0] in names}
+  paired = {a: strategy_arm(a) for a in names if strategy_arm(a) != a and strategy_arm(a) in names}
   styles = {a: (*style, "-") for a, style in
             arm_styles([a for a in names if a not in paired]).items()}
   styles.update({a: (*styles[base][:2], "--") for a, base in paired.items()})
