@@ -183,6 +183,18 @@ def test_a_round_killed_between_epochs_resumes_after_its_saved_epoch(cache_dir, 
     assert not saved.exists()      # discarded once the round is written
 
 
+def test_time_left_comes_from_the_recorded_rounds_not_this_process_s_clock():
+  """Two rounds recorded 100 + 2 + 8 s and 300 + 2 + 8 s (training, test, query; the
+  second resumed after a stop, its 300 s counting the killed process's epochs): with 3
+  rounds left, 3 x 210 s = 630 s = 10m30s. The clock of the resumed process saw only
+  its own part of round 1 and would have said far less."""
+  history = [{"train_seconds": 100.0, "eval_seconds": 2.0, "query_seconds": 8.0},
+             {"train_seconds": 300.0, "eval_seconds": 2.0, "query_seconds": 8.0}]
+  assert loop.seconds_left(history, 3) == pytest.approx(630.0)
+  assert loop._format_duration(loop.seconds_left(history, 3)) == "10m30s"
+  assert loop.seconds_left([], 3) == 0.0
+
+
 def test_round_progress_belongs_to_one_round_labeled_set_and_key(tmp_path):
   """What one round saved is not loaded by a round that differs in index, labeled set
   or key."""

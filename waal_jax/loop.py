@@ -57,6 +57,16 @@ def _format_duration(seconds: float) -> str:
   return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
+def seconds_left(history: list, rounds_left: int) -> float:
+  """The recorded rounds' mean seconds (training, test, query), times the rounds left.
+
+  It reads the records, not this process's clock: a round resumed after a stop records
+  the seconds it trained before the stop too, which the clock of the resumed process
+  misses (its estimate would be far too low)."""
+  per_round = [r["train_seconds"] + r["eval_seconds"] + r["query_seconds"] for r in history]
+  return float(np.mean(per_round)) * rounds_left if per_round else 0.0
+
+
 @dataclasses.dataclass
 class Experiment:
   """Everything a run needs, built once from the config."""
@@ -395,7 +405,7 @@ class _OpenRun:
       self.take_human_labels()
     self.rounds_key = jax.random.fold_in(self.state.root_key, 1)
     self.device, self.software = sharding.describe_devices(), provenance.software()
-    self.session_seconds = []
+    self.rounds_finished_here = 0
     results_path = os.path.join(workdir, RESULTS_FILE)
     if not self.rounds_left and os.path.exists(results_path):
       # A finished run is left as it is (its results.json names the code that made it).
@@ -407,7 +417,7 @@ class _OpenRun:
 
   @property
   def rounds_left(self) -> range:
-    return range(self.state.first_round + len(self.session_seconds), self.exp.al.rounds + 1)
+    return range(self.state.first_round + self.rounds_finished_here, self.exp.al.rounds + 1)
 
   def take_human_labels(self) -> None:
     """Puts the labels a person gave (earlier rounds' as recorded, the last round's from
@@ -462,16 +472,16 @@ class _OpenRun:
       checkpoints.write_json_atomically(os.path.join(self.workdir, RESULTS_FILE), results)
     return results
 
-  def finish_round(self, round_index: int, record: dict, variables, seconds: float) -> None:
+  def finish_round(self, round_index: int, record: dict, variables) -> None:
     state = self.state
     state.history.append(record)
     state.labeled = np.concatenate([state.labeled, np.asarray(record["queried_indices"],
                                                               np.int64)])
     self.store.save(round_index + 1, state.labeled, state.root_key, state.history, variables)
     self.results = self.write_results()
-    self.session_seconds.append(seconds)
+    self.rounds_finished_here += 1
     left = self.exp.al.rounds - round_index
-    eta = (f", about {_format_duration(np.mean(self.session_seconds) * left)} left"
+    eta = (f", about {_format_duration(seconds_left(state.history, left))} left"
            if left else "")
     self.log(f"round {round_index}/{self.exp.al.rounds}: test accuracy "
              f"{record['test_accuracy']:.4f} with {record['num_labeled']} labels (validation "
@@ -507,7 +517,6 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
   """
   with _OpenRun(config, workdir, log or logging.info, shared) as one:
     for round_index in one.rounds_left:
-      round_start = time.time()
       key = one.round_key(round_index)
       progress = None
       # (One process only: with several, each would need the same file.)
@@ -516,7 +525,7 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
                                              progress_seconds, one.log)
       record, variables = _run_round(one.exp, round_index, key, one.state.labeled, one.log,
                                      progress)
-      one.finish_round(round_index, record, variables, time.time() - round_start)
+      one.finish_round(round_index, record, variables)
       if progress is not None:
         progress.discard()          # (the round is written: its training is not needed)
       if one.waits_for_labels:      # A person labels this round's query; the run stops.
@@ -545,7 +554,6 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
     batch = shared.setdefault(("seed batch", id(trainer)), train_lib.SeedBatchTrainer(trainer))
     data = batch.stack_data([one.exp.device_data for one in runs])
     for round_index in runs[0].rounds_left:
-      round_start = time.time()
       keys = [jax.random.split(one.round_key(round_index)) for one in runs]
       for one in runs:
         _log_round_start(one.exp, round_index, one.state.labeled, one.log)
@@ -566,7 +574,7 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
         record, variables = _finish_round(one.exp, round_index, key[1], one.state.labeled, fit)
         # Its train_seconds are the whole batch's: a report divides them among these seeds.
         record["trained_with_seeds"] = [config.seed for config in configs]
-        one.finish_round(round_index, record, variables, time.time() - round_start)
+        one.finish_round(round_index, record, variables)
       for saver in progress or []:
         saver.discard()
     return [one.results for one in runs]
