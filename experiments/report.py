@@ -557,10 +557,15 @@ def penalty_table(wins: Dict[str, Dict[str, int]]) -> List[str]:
   return lines
 
 
-def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None) -> dict:
-  """Reads the runs and writes the report into `out`; returns summary.json's content.
-  Only finished runs count; unfinished ones are listed."""
+def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
+                 seeds: Optional[List[int]] = None) -> dict:
+  """Reads the runs (of `seeds` only, if given) and writes the report into `out`; returns
+  summary.json's content. Only finished runs count; unfinished ones are listed."""
   found = find_runs(workdirs)
+  if seeds is not None:
+    found = [run for run in found if run.seed in seeds]
+    if not found:
+      raise ReportError(f"--seeds: no run in --workdirs has seed {', '.join(map(str, seeds))}")
   runs = [run for run in found if run.finished]
   if not runs:
     raise ReportError(f"--workdirs: none of the {len(found)} runs has finished")
@@ -644,13 +649,23 @@ def _define_flags():
   _FLAGS["out"] = flags.DEFINE_string("out", None, "Folder for the report.", required=True)
   _FLAGS["benchmark"] = flags.DEFINE_string(
       "benchmark", None, "JSON lines of experiments.benchmark, for the query-time table.")
+  _FLAGS["seeds"] = flags.DEFINE_list(
+      "seeds", None, "Only these seeds (e.g. 0,1,2: the seeds every arm has finished).")
+
+
+def _parse_seeds(values: Optional[List[str]]) -> Optional[List[int]]:
+  try:
+    return None if values is None else [int(v) for v in values]
+  except ValueError:
+    raise ReportError(f"--seeds: {','.join(values)} is not a list of whole numbers") from None
 
 
 def main(argv):
   del argv
   try:
     out = _FLAGS["out"].value
-    write_report(_FLAGS["workdirs"].value, out, _FLAGS["benchmark"].value)
+    write_report(_FLAGS["workdirs"].value, out, _FLAGS["benchmark"].value,
+                 _parse_seeds(_FLAGS["seeds"].value))
   except ReportError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

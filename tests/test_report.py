@@ -176,6 +176,23 @@ def test_a_labelled_tree_is_the_same_strategy_trained_another_way(workdirs, tmp_
     report.find_runs(["a b=x"])
 
 
+def test_a_report_of_chosen_seeds(workdirs, tmp_path):
+  """--seeds=1 keeps WAAL's seed 1 (74, 78, 86: AUBC 79.33) and drops Random and its
+  control, which ran seed 0 only; a seed no run has, or one that is not a number, is one
+  line."""
+  content = report.write_report(workdirs, str(tmp_path / "r"), seeds=[1])
+  assert sorted(content["fashion_mnist"]) == ["waal"]
+  assert content["fashion_mnist"]["waal"]["seeds"] == [1]
+  assert content["fashion_mnist"]["waal"]["aubc"][0] == pytest.approx(79.333333, abs=1e-5)
+  with pytest.raises(report.ReportError, match="--seeds: no run in --workdirs has seed 7"):
+    report.write_report(workdirs, str(tmp_path / "r"), seeds=[7])
+  done = run_module("experiments.report", f"--workdirs={workdirs[0]}", "--seeds=0,x",
+                    f"--out={tmp_path / 'r'}")
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == (
+      "error: --seeds: 0,x is not a list of whole numbers")
+
+
 def test_unfinished_runs_are_listed_not_counted(workdirs, tmp_path):
   # A third WAAL seed with 2 of its 3 rounds: it would move the 1,000-label mean.
   _fabricate(tmp_path / "waal" / "seed_2", "waal", 2, [0.10, 0.20], rounds=2)
