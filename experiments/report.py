@@ -343,6 +343,37 @@ def provenance(runs: List[Run]) -> List[str]:
   return lines
 
 
+def class_shares(runs: List[Run]) -> Dict[str, Dict[str, Tuple[np.ndarray, float]]]:
+  """Per dataset and arm: each class's share (%) of all that the arm's queries bought,
+  over its seeds and rounds, and the largest class's share of a batch (%), averaged over
+  the batches. Rounds without a class histogram (a person's labels not yet given, or
+  the last round, which buys nothing) are left out."""
+  totals, largest = {}, {}
+  for run in runs:
+    for r in run.rounds:
+      counts = np.asarray(r.get("queried_class_counts") or [], np.float64)
+      if not counts.sum():
+        continue
+      key = (run.dataset, run.arm)
+      totals[key] = totals.get(key, 0) + counts
+      largest.setdefault(key, []).append(counts.max() / counts.sum())
+  shares: Dict[str, Dict[str, Tuple[np.ndarray, float]]] = {}
+  for (dataset, arm), total in totals.items():
+    shares.setdefault(dataset, {})[arm] = (100 * total / total.sum(),
+                                           100 * float(np.mean(largest[(dataset, arm)])))
+  return shares
+
+
+def class_share_table(shares: Dict[str, Tuple[np.ndarray, float]]) -> List[str]:
+  num_classes = max(len(share) for share, _ in shares.values())
+  lines = ["| arm | " + " | ".join(f"class {c}" for c in range(num_classes))
+           + " | largest class of a batch |", "| --- |" + " --- |" * (num_classes + 1)]
+  for a in _ordered(shares):
+    share, largest = shares[a]
+    lines.append(f"| {a} | " + " | ".join(f"{v:.1f}" for v in share) + f" | {largest:.1f} |")
+  return lines
+
+
 def arm_styles(names: List[str]) -> Dict[str, Tuple[tuple, str]]:
   """A colour and marker per arm, all distinct for up to 20 arms: tab10's ten colours
   with round markers, then tab20's lighter shades of them with square ones (the default
@@ -572,6 +603,7 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
   summary = summarise(runs)
   seeds = seed_accuracies(runs)
   timing = time_spent(runs)
+  bought = class_shares(runs)
   paper = load_paper()
   os.makedirs(out, exist_ok=True)
   lines = ["# waal_jax results beside the paper's", "",
@@ -613,6 +645,11 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
                 "| arm | labels |", "| --- | --- |"]
       lines += [f"| {a} | {'not reached' if reached[a] is None else f'{reached[a]:,}'} |"
                 for a in _ordered(reached)] + [""]
+    if dataset in bought:
+      lines += ["What the queries bought: each class's share (%) of the queried examples "
+                "over all rounds and seeds, and the largest class's share of a batch (%, "
+                "mean over the batches; Random's row shows what chance gives).", ""]
+      lines += class_share_table(bought[dataset]) + [""]
     lines += ["Seconds per seed (all rounds; training includes the per-epoch validation) and "
               "the arm's total hours over its seeds:", "",
               "| arm | train s | eval s | query s | total hours |", "| --- | --- | --- | --- | --- |"]

@@ -193,6 +193,28 @@ def test_a_report_of_chosen_seeds(workdirs, tmp_path):
       "error: --seeds: 0,x is not a list of whole numbers")
 
 
+def test_what_the_queries_bought_per_class(tmp_path):
+  """Two seeds of one arm, three classes. Seed 0 bought [40, 10, 0] then [20, 30, 0],
+  seed 1 [0, 0, 50]; its last round bought nothing and a person's round has no histogram
+  yet: both are left out. Totals [60, 40, 50] of 150: 40.0, 26.7, 33.3 %. The largest
+  class of each batch: 40/50, 30/50, 50/50 -> (0.8 + 0.6 + 1.0) / 3 = 80.0 %."""
+  for seed, batches in ((0, [[40, 10, 0], [20, 30, 0], [0, 0, 0]]), (1, [[0, 0, 50], None])):
+    path = tmp_path / "margin" / f"seed_{seed}"
+    _fabricate(path, "margin", seed, [0.5] * len(batches))
+    results = json.loads((path / "results.json").read_text())
+    for record, counts in zip(results["rounds"], batches):
+      record["queried_class_counts"] = counts
+    (path / "results.json").write_text(json.dumps(results))
+  shares = report.class_shares(report.find_runs([str(tmp_path)]))["fashion_mnist"]
+  share, largest = shares["margin"]
+  assert share == pytest.approx([40.0, 26.666667, 33.333333])
+  assert largest == pytest.approx(80.0)
+  assert report.class_share_table(shares) == [
+      "| arm | class 0 | class 1 | class 2 | largest class of a batch |",
+      "| --- | --- | --- | --- | --- |",
+      "| margin | 40.0 | 26.7 | 33.3 | 80.0 |"]
+
+
 def test_unfinished_runs_are_listed_not_counted(workdirs, tmp_path):
   # A third WAAL seed with 2 of its 3 rounds: it would move the 1,000-label mean.
   _fabricate(tmp_path / "waal" / "seed_2", "waal", 2, [0.10, 0.20], rounds=2)
