@@ -601,7 +601,7 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
   if not runs:
     raise ReportError(f"--workdirs: none of the {len(found)} runs has finished")
   summary = summarise(runs)
-  seeds = seed_accuracies(runs)
+  accuracies_by_seed = seed_accuracies(runs)
   timing = time_spent(runs)
   bought = class_shares(runs)
   paper = load_paper()
@@ -622,7 +622,7 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
     lines += accuracy_table(dataset, arms, paper) + [""]
     plot(dataset, arms, paper, os.path.join(out, f"{dataset}.png"))
     lines += [f"![{dataset}]({dataset}.png)", ""]
-    per_seed = seeds[dataset]
+    per_seed = accuracies_by_seed[dataset]
     if "waal" in per_seed and len(per_seed) > 1:
       lines += ["WAAL against each arm: mean of the per-seed differences in points, paired "
                 f"t-test over the seeds both have (arms share each seed's split and initial "

@@ -193,6 +193,8 @@ def test_time_left_comes_from_the_recorded_rounds_not_this_process_s_clock():
   assert loop.seconds_left(history, 3) == pytest.approx(630.0)
   assert loop._format_duration(loop.seconds_left(history, 3)) == "10m30s"
   assert loop.seconds_left([], 3) == 0.0
+  # A round recorded before eval_seconds existed (results.json of an older commit).
+  assert loop.seconds_left([{"train_seconds": 50.0, "query_seconds": 10.0}], 2) == 120.0
 
 
 def test_round_progress_belongs_to_one_round_labeled_set_and_key(tmp_path):

@@ -62,8 +62,9 @@ def seconds_left(history: list, rounds_left: int) -> float:
 
   It reads the records, not this process's clock: a round resumed after a stop records
   the seconds it trained before the stop too, which the clock of the resumed process
-  misses (its estimate would be far too low)."""
-  per_round = [r["train_seconds"] + r["eval_seconds"] + r["query_seconds"] for r in history]
+  misses (its estimate would be far too low). Records older than `eval_seconds` lack it."""
+  per_round = [r["train_seconds"] + r.get("eval_seconds", 0.0) + r["query_seconds"]
+               for r in history]
   return float(np.mean(per_round)) * rounds_left if per_round else 0.0
 
 
