@@ -213,13 +213,16 @@ def differs(ours: Tuple[float, float, int], paper: Tuple[float, float]) -> bool:
   return abs(ours[0] - paper[0]) > math.hypot(ours[1], paper[1])
 
 
-def _cell(ours: Tuple[float, float, int], paper: Optional[Tuple[float, float]]) -> str:
+def _cell(ours: Tuple[float, float, int], paper: Optional[Tuple[float, float]],
+          beside: bool = True) -> str:
+  """Ours (with the paper's beside it unless `beside` is False), bold ▲/▼ if they differ."""
   mean, std, _ = ours
   text = f"{mean:.2f} ± {std:.2f}"
   if paper is None:
     return text
   p_mean, p_std = paper
-  text += f" ({p_mean:.2f} ± {p_std:.2f})"
+  if beside:
+    text += f" ({p_mean:.2f} ± {p_std:.2f})"
   if differs(ours, paper):
     text = f"**{text} {'▲' if mean > p_mean else '▼'}**"
   return text
@@ -239,16 +242,8 @@ def accuracy_table(dataset: str, arms: Dict[str, ArmSummary], paper) -> List[str
   for strategy, group in groups.items():
     theirs = {n: paper_cell(paper, dataset, strategy, n) for n in labels}
     for a in group:
-      cells = []
-      for n in labels:
-        if n not in arms[a].accuracy:
-          cells.append("-")
-          continue
-        ours = arms[a].accuracy[n]
-        text = f"{ours[0]:.2f} ± {ours[1]:.2f}"
-        if theirs[n] is not None and differs(ours, theirs[n]):
-          text = f"**{text} {'▲' if ours[0] > theirs[n][0] else '▼'}**"
-        cells.append(text)
+      cells = [_cell(arms[a].accuracy[n], theirs[n], beside=False)
+               if n in arms[a].accuracy else "-" for n in labels]
       mean, std = arms[a].aubc
       lines.append(f"| {a} | {len(arms[a].seeds)} | " + " | ".join(cells)
                    + f" | {mean:.2f} ± {std:.2f} |")
