@@ -31,13 +31,27 @@ def _mean_std(values) -> str:
   return f"{100 * statistics.mean(values):.2f} +- {100 * std:.2f}"
 
 
+def column_names(tree_a: str, tree_b: str) -> tuple:
+  """Short names for the two trees' columns: their last folders, or where those are
+  the same (one arm on two platforms), their paths after the folders they share."""
+  a = os.path.normpath(tree_a).split(os.sep)
+  b = os.path.normpath(tree_b).split(os.sep)
+  if a[-1] != b[-1]:
+    return a[-1], b[-1]
+  shared = 0
+  while shared < min(len(a), len(b)) - 1 and a[shared] == b[shared]:
+    shared += 1
+  name_a, name_b = "/".join(a[shared:]), "/".join(b[shared:])
+  return (name_a, name_b) if name_a != name_b else ("A", "B")
+
+
 def compare(tree_a: str, tree_b: str) -> str:
   a, b = load_tree(tree_a), load_tree(tree_b)
   seeds = sorted(set(a) & set(b))
   if not seeds:
     raise ValueError(f"no seed_<n>/results.json common to {tree_a} and {tree_b}")
   budgets = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds)))
-  name_a, name_b = os.path.basename(tree_a.rstrip("/")), os.path.basename(tree_b.rstrip("/"))
+  name_a, name_b = column_names(tree_a, tree_b)
   lines = [f"seeds {', '.join(map(str, seeds))}; test accuracy in %",
            "", f"| labels | {name_a} per seed | {name_b} per seed | {name_a} | {name_b} | "
            "difference |", "| --- | --- | --- | --- | --- | --- |"]

@@ -54,3 +54,10 @@ def test_compare_runs_means_and_difference(tmp_path):
   assert "71.00 +- 1.41" in row_100 and "70.00 +- 1.41" in row_100 and "+1.00" in row_100
   row_all = next(line for line in table if line.startswith("| all |"))
   assert "+2.50" in row_all            # (0.765 - 0.74) in points
+
+
+def test_compare_runs_names_one_arm_on_two_platforms_by_the_folders_that_differ():
+  assert compare_runs.column_names("r/full/margin", "r/gpu/margin/") == ("full/margin",
+                                                                         "gpu/margin")
+  assert compare_runs.column_names("x/waal", "y/random") == ("waal", "random")
+  assert compare_runs.column_names("r/waal", "r/waal") == ("A", "B")

@@ -12,6 +12,13 @@
 # the start. The runs live in results/fashion_mnist_gpu/<arm>/seed_<k> (checkpoints are
 # git-ignored), and their results.json/config.json come back in $OUT/results.tgz: unpack
 # it in results/fashion_mnist_gpu/ and rerun on any machine to continue from there.
+# The committed runs: waal (log_rounds_0-7.txt, then log_rounds_8-10.txt), and
+#   ARMS="random margin entropy least_confidence kmedian coreset dbal" BUDGET=505
+# (log_baselines.txt: three arms whole, least_confidence to round 7 when the budget
+# ran out), then ARMS=least_confidence BUDGET=170 (log_least_confidence_rounds_8-10.txt).
+# The report, on any machine:
+#   python -m experiments.report --workdirs=results/fashion_mnist_gpu \
+#     --out=results/fashion_mnist_gpu/report
 set -u
 BUDGET=${BUDGET:-480}
 START=$(date +%s)
