@@ -5,7 +5,7 @@ r"""Runs the Table 4 protocol on Fashion-MNIST: every arm, several seeds, K runs
 
 The arms (ARMS below): the nine strategies of Table 4 with the paper preset, two
 controls that the paper lacks, and WAAL with the authors' released code (`reference`);
-on request (--arms) also the newer strategies of NEWER_ARMS.
+on request (--arms) also the newer strategies of NEWER_ARMS and the check of CHECK_ARMS.
 Each (arm, seed) is a plain experiments.main run in OUT/<arm>/seed_<seed> (the tree
 `--config.seeds` makes), so rerunning the same command resumes every unfinished run
 and leaves finished ones alone. Runs are started seed by seed (seed 0 of every arm
@@ -45,13 +45,18 @@ ARMS = {
 # Strategies newer than the paper (issue 12's comparison), run the same way on request.
 NEWER_ARMS = {name: ("paper", {"query.strategy": name})
               for name in ("badge", "batchbald", "typiclust", "probcover")}
-_ALL_ARMS = {**ARMS, **NEWER_ARMS}
+# DeepFool as DeepAL ran it until its 2022 fix (towards the last class other than the
+# prediction, no overshoot), which the paper's DeepFool may have been; on request.
+CHECK_ARMS = {"deepfool_last_class": ("paper", {"query.strategy": "deepfool",
+                                                "query.deepfool_boundary": "last_class",
+                                                "query.deepfool_overshoot": 0.0})}
+_ALL_ARMS = {**ARMS, **NEWER_ARMS, **CHECK_ARMS}
 
 _OUT = flags.DEFINE_string("out", None, "Folder of the arms' trees.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds 0 .. seeds-1 of every arm.")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Runs at once (CPU processes).")
 _ARMS = flags.DEFINE_list("arms", list(ARMS), "Arms to run, in this order within a seed "
-                          f"(default: Table 4's; also {', '.join(NEWER_ARMS)}).")
+                          f"(default: Table 4's; also {', '.join({**NEWER_ARMS, **CHECK_ARMS})}).")
 _SET = flags.DEFINE_multi_string("set", [], "group.field=value applied to every arm (e.g. a "
                                  "smaller protocol); the value is parsed as the field's type.")
 _STATUS = flags.DEFINE_bool("status", False, "Print where the campaign stands (rounds, hours "

@@ -224,3 +224,21 @@ def test_deepfool_searches_every_class_by_default():
   limited = deepfool.deepfool_distances(logits_fn, x0, iterations=5, overshoot=0.02,
                                         classes=3)
   assert float(limited[0]) == pytest.approx(10.0, rel=1e-4)
+
+
+def test_deepfool_last_class_boundary_is_the_deepal_2018_behaviour():
+  """DeepAL's DeepFool before its 2022 fix moved towards the last class other than the
+  prediction, not the nearest one. Two inputs, three classes, logits x @ w + b, x = 0.
+  First case: label 0; class 1's boundary is at |0.5 - 1| / ||(1, 0)|| = 0.5, class
+  2's at |0 - 1| / ||(0, 1)|| = 1. Second: label 2, the last class, so the move goes
+  to class 1 (|0 - 1| / ||(0, 1)|| = 1) though class 0's is nearer (|0.5 - 1| / 1)."""
+  cases = (([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], [1.0, 0.5, 0.0]),
+           ([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], [0.5, 0.0, 1.0]))
+  for w, b in cases:
+    logits_fn = lambda v, w=jnp.asarray(w), b=jnp.asarray(b): v @ w + b
+    x0 = jnp.zeros((1, 2))
+    found = {kind: float(deepfool.deepfool_distances(
+        logits_fn, x0, iterations=5, overshoot=0.02, boundary=kind)[0])
+             for kind in ("nearest", "last_class")}
+    assert found["nearest"] == pytest.approx(0.5, rel=1e-4)
+    assert found["last_class"] == pytest.approx(1.0, rel=1e-4)

@@ -141,6 +141,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.query.deepfool_overshoot = 0.02  # deepfool: overshoot when testing for a flip.
   config.query.deepfool_classes = 0     # deepfool: classes searched at every step, the label
   #                                       included (those of largest logit); 0 = all.
+  config.query.deepfool_boundary = "nearest"  # deepfool: nearest (the method) or last_class
+  #                                       (DeepAL's DeepFool before its 2022 fix: always
+  #                                       the last class other than the prediction).
   config.query.batchbald_configurations = 1024  # batchbald: label configurations of the
   #                                       chosen batch kept for its joint entropy: all of
   #                                       them while C^n fit, else this many sampled.

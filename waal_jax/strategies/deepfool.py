@@ -6,7 +6,11 @@ Each DeepFool step linearises the network at the current point, moves to the nea
 linearised boundary among the other classes (all of them by default, as the method
 and DeepAL do; `query.deepfool_classes` can limit the search to the classes of largest
 logit at that step), and stops once the predicted label changes (tested with a small
-overshoot) or after `deepfool_iterations` steps.
+overshoot) or after `deepfool_iterations` steps. `query.deepfool_boundary=last_class`
+moves instead, at every step, to the boundary of the last class other than the
+prediction (class K-1, or K-2 where K-1 is predicted): what DeepAL's DeepFool did until
+its fix of October 2022, because its search for the nearest class never updated the
+running minimum. The paper's DeepFool may have run that way (see the README).
 
 Examples need different numbers of steps, so the pool is processed as a work queue: a
 fixed set of slots (one scoring batch, split over the devices) steps together, and a
@@ -40,7 +44,8 @@ def _other_classes(logits, label, classes: int):
   return jnp.argsort(-masked, axis=-1)[:, :classes - 1]
 
 
-def deepfool_step(logits_fn, x0, r, label, fresh, *, overshoot: float, classes: int):
+def deepfool_step(logits_fn, x0, r, label, fresh, *, overshoot: float, classes: int,
+                  boundary: str = "nearest"):
   """One DeepFool step for a batch.
 
   Args:
@@ -51,10 +56,12 @@ def deepfool_step(logits_fn, x0, r, label, fresh, *, overshoot: float, classes: 
     fresh: (B,) bool, examples starting now.
     overshoot: the point tested is x0 + (1 + overshoot) r.
     classes: classes searched, the label included; 0 = all.
+    boundary: "nearest" (DeepFool) or "last_class" (only the boundary with the last
+      class other than the label; `classes` is then ignored).
 
   Returns:
     (fooled (B,) bool: the tested point is already classified differently,
-     r_next (B, ...): r plus this step's move to the nearest linearised boundary,
+     r_next (B, ...): r plus this step's move to the chosen linearised boundary,
      label).
   """
   expand = lambda m: m.reshape(-1, *([1] * (x0.ndim - 1)))
@@ -66,9 +73,12 @@ def deepfool_step(logits_fn, x0, r, label, fresh, *, overshoot: float, classes: 
   fooled = prediction != label
   num_classes = logits.shape[-1]
   onehot_label = jax.nn.one_hot(label, num_classes, dtype=logits.dtype)
-  candidates = _other_classes(logits, label, classes)
+  if boundary == "last_class":
+    candidates = jnp.where(label == num_classes - 1, num_classes - 2, num_classes - 1)[:, None]
+  else:
+    candidates = _other_classes(logits, label, classes)
 
-  def boundary(k):                           # (B,) one candidate class per example
+  def linearised(k):                           # (B,) one candidate class per example
     direction = jax.nn.one_hot(k, num_classes, dtype=logits.dtype) - onehot_label
     w, = vjp(direction)                      # gradient of f_k - f_label: (B, ...)
     return w, jnp.sum(logits * direction, axis=-1)
@@ -76,7 +86,7 @@ def deepfool_step(logits_fn, x0, r, label, fresh, *, overshoot: float, classes: 
   # One plain backward pass per candidate: a vmap over the cotangents batches the
   # convolution transposes into layouts that XLA:CPU runs ~8x slower.
   w, f = (jnp.stack(parts) for parts in zip(
-      *[boundary(candidates[:, c]) for c in range(candidates.shape[1])]))  # (C, B, ...), (C, B)
+      *[linearised(candidates[:, c]) for c in range(candidates.shape[1])]))  # (C, B, ...), (C, B)
   w_norm = objectives.safe_norm(w.reshape(*w.shape[:2], -1))          # (C, B)
   nearest = jnp.argmin(jnp.abs(f) / jnp.maximum(w_norm, 1e-12), axis=0)   # (B,)
   batch = jnp.arange(x0.shape[0])
@@ -85,7 +95,8 @@ def deepfool_step(logits_fn, x0, r, label, fresh, *, overshoot: float, classes: 
   return fooled, r + step, label
 
 
-def deepfool_distances(logits_fn, x0, *, iterations: int, overshoot: float, classes: int = 0):
+def deepfool_distances(logits_fn, x0, *, iterations: int, overshoot: float, classes: int = 0,
+                       boundary: str = "nearest"):
   """||r|| of DeepFool for a whole batch at once (small problems and tests)."""
   b = x0.shape[0]
   r = jnp.zeros_like(x0)
@@ -94,7 +105,7 @@ def deepfool_distances(logits_fn, x0, *, iterations: int, overshoot: float, clas
   fresh = jnp.ones(b, bool)
   for _ in range(iterations + 1):
     fooled, r_next, label = deepfool_step(logits_fn, x0, r, label, fresh, overshoot=overshoot,
-                                          classes=classes)
+                                          classes=classes, boundary=boundary)
     fresh = jnp.zeros(b, bool)
     done = done | fooled
     r = jnp.where(done.reshape(-1, *([1] * (r.ndim - 1))), r, r_next)
@@ -106,17 +117,19 @@ class DeepFool(base.Strategy):
   name = "deepfool"
   config_fields = {"deepfool_iterations": fields.Int(1),
                    "deepfool_overshoot": fields.Float(),
-                   "deepfool_classes": fields.Int(2, special=(0,))}
+                   "deepfool_classes": fields.Int(2, special=(0,)),
+                   "deepfool_boundary": fields.Choice(("nearest", "last_class"))}
 
   def __init__(self, nets, spec, query, mesh):
     super().__init__(nets, spec, query, mesh)
     self._step = jax.jit(functools.partial(
         self._slots_step, nets, spec, mesh, iterations=self.options["deepfool_iterations"],
-        overshoot=self.options["deepfool_overshoot"], classes=self.options["deepfool_classes"]))
+        overshoot=self.options["deepfool_overshoot"], classes=self.options["deepfool_classes"],
+        boundary=self.options["deepfool_boundary"]))
 
   @staticmethod
   def _slots_step(nets, spec, mesh, variables, images, slots, fresh, r, label, steps, *,
-                  iterations: int, overshoot: float, classes: int):
+                  iterations: int, overshoot: float, classes: int, boundary: str):
     """Advances every slot by one DeepFool step; fresh slots start their example."""
     def logits_fn(x):
       z, _ = nets.embed(variables["params"], variables["batch_stats"], x)
@@ -125,7 +138,7 @@ class DeepFool(base.Strategy):
     x0 = sharding.constrain_batch(mesh, data_lib.normalize(images[slots], spec))
     expand = lambda m: m.reshape(-1, *([1] * (r.ndim - 1)))
     fooled, r_next, label = deepfool_step(logits_fn, x0, r, label, fresh, overshoot=overshoot,
-                                          classes=classes)
+                                          classes=classes, boundary=boundary)
     r = jnp.where(expand(fresh), 0.0, r)
     steps = jnp.where(fresh, 0, steps)
     done = fooled | (steps >= iterations)
