@@ -8,7 +8,9 @@
 #   stopping, the last epoch's network;
 # - 10_plus_5_epochs/<arm>: the same with 5 more epochs each round (10, 15, ... 60), as
 #   the line `epoch += 5`, commented out in the round loop of the authors' Test.py,
-#   would do; every baseline of Table 4.
+#   would do; every baseline of Table 4, and deepfool_last_class: DeepFool as DeepAL
+#   ran it until its fix of October 2022 (each step towards the last class other than
+#   the prediction, no overshoot; experiments/table4.py CHECK_ARMS).
 # Each seed shares its split and initial labels with results/fashion_mnist_full (and
 # Random its picks, which do not depend on the network). Two pinned one-thread runs at
 # a time (experiments/table4.py); rerunning resumes. Then it prints Random and Margin
@@ -26,7 +28,8 @@ SHORT="--set=train.epochs=10 --set=train.patience=0 --set=train.lr_schedule=cons
   --set=train.model_selection=last"
 python -m experiments.table4 --out=$OUT/10_epochs --seeds=5 --parallel=2 --arms=random $SHORT
 python -m experiments.table4 --out=$OUT/10_plus_5_epochs --seeds="$SEEDS" --parallel=2 \
-  --arms=random,margin,least_confidence,entropy,kmedian,coreset,dbal,deepfool $SHORT \
+  --arms=random,margin,least_confidence,entropy,kmedian,coreset,dbal,deepfool,deepfool_last_class \
+  $SHORT \
   --set=train.epochs_added_per_round=5
 python -m experiments.compare_runs $OUT/10_epochs/random results/fashion_mnist_full/random
 for arm in random margin; do
