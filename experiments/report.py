@@ -83,7 +83,8 @@ def arm_name(config: dict) -> str:
   """The strategy, plus what sets the run apart from the paper's arm of that strategy:
   +h_div (the H-divergence ablation), +wasserstein (a baseline's queries with WAAL's
   adversarial training), +match_pool (a baseline with WAAL's steps per epoch),
-  +reference (the authors' released code's settings)."""
+  +reference (the authors' released code's settings), +last_class (DeepFool as DeepAL
+  ran it before 2022)."""
   name = config["query"]["strategy"]
   adversarial = config["train"].get("adversarial")
   if adversarial == "h_divergence":
@@ -94,6 +95,8 @@ def arm_name(config: dict) -> str:
     name += "+match_pool"
   if config["train"].get("variant", "paper") != "paper":
     name += "+" + config["train"]["variant"]
+  if name == "deepfool" and config["query"].get("deepfool_boundary") == "last_class":
+    name += "+last_class"
   return name
 
 
@@ -157,9 +160,10 @@ def load_paper(path: str = PAPER_ACCURACY) -> Dict[Tuple[str, str, str, int], Tu
 
 def paper_cell(paper, dataset: str, arm: str, labels: int) -> Optional[Tuple[float, float]]:
   """The paper's number for an arm, where the paper has one (only the paper preset's
-  strategies and the H-divergence ablation, whatever their workdir's label)."""
+  strategies and the H-divergence ablation, whatever their workdir's label; DeepFool
+  either way, since which of the two the paper ran is what is in question)."""
   method, _, ablation = strategy_arm(arm).partition("+")
-  if ablation not in ("", "h_div"):
+  if ablation not in ("", "h_div", "last_class"):
     return None
   setting = "h_divergence_ablation" if ablation == "h_div" else "standard"
   return paper.get((PAPER_DATASETS.get(dataset, dataset), setting, method, labels))

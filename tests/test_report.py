@@ -328,3 +328,8 @@ def test_control_arms_have_names_of_their_own():
   paper = report.load_paper()
   assert report.paper_cell(paper, "fashion_mnist", "random+wasserstein", 1000) is None
   assert report.paper_cell(paper, "fashion_mnist", "random", 1000) == (58.03, 2.81)
+  deepal_2018 = {"query": {"strategy": "deepfool", "deepfool_boundary": "last_class"},
+                 "train": {"adversarial": "auto", "variant": "paper"}}
+  assert report.arm_name(deepal_2018) == "deepfool+last_class"
+  assert report.paper_cell(paper, "fashion_mnist", "deepfool+last_class/inferred",
+                           6000) == (78.99, 0.33)
