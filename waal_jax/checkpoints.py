@@ -54,6 +54,8 @@ ADDED_FIELDS = {
     "data.test_fraction": 0.2, "al.oracle": "simulated",
     # Epochs that grow from round to round (issue 11's check of the paper's baselines).
     "train.epochs_added_per_round": 0,
+    # DeepFool's boundary (the check of the paper's DeepFool): older runs took the nearest.
+    "query.deepfool_boundary": "nearest",
 }
 OWNER_FILE = "config.json"
 LOCK_FILE = "run.lock"
