@@ -10,7 +10,8 @@ overshoot) or after `deepfool_iterations` steps. `query.deepfool_boundary=last_c
 moves instead, at every step, to the boundary of the last class other than the
 prediction (class K-1, or K-2 where K-1 is predicted): what DeepAL's DeepFool did until
 its fix of October 2022, because its search for the nearest class never updated the
-running minimum. The paper's DeepFool may have run that way (see the README).
+running minimum. The paper's DeepFool most likely ran that way: so run, it matches
+the paper's Table 4 at every budget (the README's check of the baselines).
 
 Examples need different numbers of steps, so the pool is processed as a work queue: a
 fixed set of slots (one scoring batch, split over the devices) steps together, and a
@@ -78,7 +79,7 @@ def deepfool_step(logits_fn, x0, r, label, fresh, *, overshoot: float, classes: 
   else:
     candidates = _other_classes(logits, label, classes)
 
-  def linearised(k):                           # (B,) one candidate class per example
+  def linearised(k):                         # (B,) one candidate class per example
     direction = jax.nn.one_hot(k, num_classes, dtype=logits.dtype) - onehot_label
     w, = vjp(direction)                      # gradient of f_k - f_label: (B, ...)
     return w, jnp.sum(logits * direction, axis=-1)
