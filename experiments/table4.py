@@ -46,7 +46,7 @@ ARMS = {
 NEWER_ARMS = {name: ("paper", {"query.strategy": name})
               for name in ("badge", "batchbald", "typiclust", "probcover")}
 # DeepFool as DeepAL ran it until its 2022 fix (towards the last class other than the
-# prediction, no overshoot), which the paper's DeepFool may have been; on request.
+# prediction, no overshoot), which the paper's DeepFool most likely was; on request.
 CHECK_ARMS = {"deepfool_last_class": ("paper", {"query.strategy": "deepfool",
                                                 "query.deepfool_boundary": "last_class",
                                                 "query.deepfool_overshoot": 0.0})}
@@ -56,7 +56,7 @@ _OUT = flags.DEFINE_string("out", None, "Folder of the arms' trees.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds 0 .. seeds-1 of every arm.")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Runs at once (CPU processes).")
 _ARMS = flags.DEFINE_list("arms", list(ARMS), "Arms to run, in this order within a seed "
-                          f"(default: Table 4's; also {', '.join({**NEWER_ARMS, **CHECK_ARMS})}).")
+                          f"(default: Table 4's; also {', '.join([*NEWER_ARMS, *CHECK_ARMS])}).")
 _SET = flags.DEFINE_multi_string("set", [], "group.field=value applied to every arm (e.g. a "
                                  "smaller protocol); the value is parsed as the field's type.")
 _STATUS = flags.DEFINE_bool("status", False, "Print where the campaign stands (rounds, hours "
