@@ -106,3 +106,18 @@ def test_fields_added_later_default_to_what_older_runs_did(module):
       group, field = name.split(".")
       assert config[group][field] == value, (module.__name__, preset, name)
 
+
+
+def test_the_committed_campaign_resumes_under_today_s_config():
+  """Each arm's committed seed 0 of results/fashion_mnist_full belongs to the config
+  experiments/table4_arms.py builds now: a field added without its ADDED_FIELDS entry
+  would stop the whole campaign at its next start."""
+  from experiments import table4_arms  # pylint: disable=g-import-not-at-top
+  from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  root = os.path.join(ROOT, "results", "fashion_mnist_full")
+  for arm in table4_arms.ARMS:
+    config = table4_arms.arm_config(arm, 0, [])
+    settings.resolve(config)
+    workdir = os.path.join(root, arm, "seed_0")
+    owned = checkpoints.check_workdir(workdir, config.to_dict())
+    assert owned, (arm, workdir, sorted(os.listdir(workdir)) if os.path.isdir(workdir) else None)

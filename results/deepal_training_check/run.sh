@@ -10,7 +10,7 @@
 #   the line `epoch += 5`, commented out in the round loop of the authors' Test.py,
 #   would do; every baseline of Table 4, and deepfool_last_class: DeepFool as DeepAL
 #   ran it until its fix of October 2022 (each step towards the last class other than
-#   the prediction, no overshoot; experiments/table4.py CHECK_ARMS).
+#   the prediction, no overshoot; experiments/table4_arms.py CHECK_ARMS).
 # Each seed shares its split and initial labels with results/fashion_mnist_full (and
 # Random its picks, which do not depend on the network). Two pinned one-thread runs at
 # a time (experiments/table4.py); rerunning resumes. Then it prints Random and Margin
