@@ -5,6 +5,9 @@ other tools can build an arm's config without importing those flags (absl refuse
 flag name defined twice in one process).
 """
 
+from experiments.configs import base
+from experiments.configs import fashion_mnist
+
 # arm -> (preset, config overrides)
 ARMS = {
     "waal": ("paper", {}),
@@ -36,6 +39,7 @@ ALL_ARMS = {**ARMS, **NEWER_ARMS, **CHECK_ARMS}
 
 
 def parse_value(old, text: str):
+  """`text` (a --set value) read as the type of the field's current value `old`."""
   if isinstance(old, bool):
     if text.lower() not in ("true", "false"):
       raise ValueError(f"expected true or false, not {text!r}")
@@ -47,8 +51,6 @@ def parse_value(old, text: str):
 
 def arm_config(arm: str, seed: int, settings: list):
   """The config of one (arm, seed) run: the arm's preset and overrides, then --set."""
-  from experiments.configs import base  # pylint: disable=g-import-not-at-top
-  from experiments.configs import fashion_mnist  # pylint: disable=g-import-not-at-top
   preset, overrides = ALL_ARMS[arm]
   config = base.apply(fashion_mnist.get_config(preset), overrides)
   for item in settings:
