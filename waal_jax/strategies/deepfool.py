@@ -10,8 +10,9 @@ overshoot) or after `deepfool_iterations` steps. `query.deepfool_boundary=last_c
 moves instead, at every step, to the boundary of the last class other than the
 prediction (class K-1, or K-2 where K-1 is predicted): what DeepAL's DeepFool did until
 its fix of October 2022, because its search for the nearest class never updated the
-running minimum. The paper's DeepFool most likely ran that way: so run, it matches
-the paper's Table 4 at every budget (the README's check of the baselines).
+running minimum. The paper's DeepFool most likely ran that way: so run, on seeds 0-2,
+it is within the seed spread of the paper's Table 4 at every budget (the README's
+check of the baselines).
 
 Examples need different numbers of steps, so the pool is processed as a work queue: a
 fixed set of slots (one scoring batch, split over the devices) steps together, and a
