@@ -26,9 +26,11 @@ python -m experiments.table4 --out=$OUT --seeds=3 --parallel=2 --arms=$ARMS,$NEW
 # +5 each round: results/deepal_training_check), seeds 0-2; seeds 3-4 come last.
 sh results/deepal_training_check/run.sh 3
 python -m experiments.table4 --out=$OUT --seeds=5 --parallel=2 --arms=$ARMS
-# The reports: Table 4 (every arm, every seed), and the newer strategies beside WAAL,
-# Margin and Random on their common seeds 0-2.
-python -m experiments.report --workdirs=$OUT --out=$OUT/report
+# The reports: Table 4 (its twelve arms, seeds 0-4), and the newer strategies beside
+# WAAL, Margin and Random on their common seeds 0-2.
+TABLE4_REPORT=""
+for arm in $(echo $ARMS | tr , ' '); do TABLE4_REPORT="$TABLE4_REPORT,$OUT/$arm"; done
+python -m experiments.report --workdirs="${TABLE4_REPORT#,}" --out=$OUT/report
 NEWER_REPORT=""
 for arm in waal margin random batchbald probcover typiclust badge; do
   for seed in 0 1 2; do NEWER_REPORT="$NEWER_REPORT,$OUT/$arm/seed_$seed"; done
