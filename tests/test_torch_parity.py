@@ -117,7 +117,7 @@ def _torch_waal_step(nets_torch, x, y, t, *, preset, weight, coefficient, penalt
   opt_critic.zero_grad()
   (-weight * (critic_w + sign * penalty_weight * penalty)).backward()
   opt_critic.step()
-  return float(ce), float(wasserstein), float(penalty)
+  return ce.item(), wasserstein.item(), penalty.item()
 
 
 @pytest.mark.parametrize("preset", ["paper", "reference"])
@@ -218,7 +218,7 @@ def test_vgg16_training_forward_and_backward_equal_pytorch():
 
   assert z.dtype == np.float64
   np.testing.assert_allclose(z, z_torch.detach().numpy(), rtol=1e-9, atol=1e-12)
-  assert float(loss) == pytest.approx(float(loss_torch), rel=1e-10)
+  assert float(loss) == pytest.approx(loss_torch.item(), rel=1e-10)
   for i, ((conv, bn), norm) in enumerate(zip(extractor.conv_bn_pairs(), norms)):
     ours = np.transpose(grads["features"][f"Conv3x3_{i}"]["kernel"], (3, 2, 0, 1))
     theirs = conv.weight.grad.numpy()
