@@ -32,6 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from waal_jax import interrupts
+from waal_jax import settings
 from waal_jax.errors import UserError
 
 # Fields that say where the data are or how the same numbers are computed, not what is
@@ -40,23 +41,6 @@ from waal_jax.errors import UserError
 # not a continuation of a shorter one.)
 NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "data.download",
                        "model.conv", "parallel_seeds", "parallel_seeds_mode")
-# Fields added after runs were recorded, with the value that does what those runs did:
-# a recorded config without the field belongs to a config with that value.
-ADDED_FIELDS = {
-    "model.matmul_dtype": "float32",
-    # The strategies of issue 12: older runs used none of them.
-    "query.batchbald_configurations": 1024, "query.batchbald_candidates": 0,
-    "query.typiclust_max_clusters": 500, "query.typiclust_neighbors": 20,
-    "query.kmeans_iterations": 20, "query.probcover_radius": 0.0,
-    "query.probcover_purity": 0.95, "query.embeddings_file": "",
-    # The user's own data and the human oracle (issue 13).
-    "data.path": "", "data.image_size": 0, "data.val_fraction": 0.1,
-    "data.test_fraction": 0.2, "al.oracle": "simulated",
-    # Epochs that grow from round to round (issue 11's check of the paper's baselines).
-    "train.epochs_added_per_round": 0,
-    # DeepFool's boundary (the check of the paper's DeepFool): older runs took the nearest.
-    "query.deepfool_boundary": "nearest",
-}
 OWNER_FILE = "config.json"
 LOCK_FILE = "run.lock"
 PROGRESS_FILE = "round_progress.msgpack"
@@ -92,10 +76,12 @@ def check_workdir(workdir: str, config_dict: dict) -> bool:
   except (OSError, ValueError) as e:
     raise UserError(f"{path} is unreadable ({e}); use another --workdir") from e
   old, new = _flatten(recorded), _flatten(json.loads(json.dumps(config_dict)))
+  defaults = json.loads(json.dumps({name: o.default for name, o in settings.schema()}))
   for field in sorted(set(old) | set(new)):
     if field in NOT_PART_OF_THE_RUN:
       continue
-    if field not in old and field in ADDED_FIELDS and new.get(field) == ADDED_FIELDS[field]:
+    # A field added after the run was recorded: its default does what that run did.
+    if field not in old and field in defaults and new.get(field) == defaults[field]:
       continue
     if old.get(field) != new.get(field):
       raise UserError(

@@ -1,7 +1,8 @@
 """Config field types: each checks a value and says in one line what is wrong with it.
 
-`settings` checks every field of the config with these, once; a strategy declares the
-types of its own `query.*` fields with them (`Strategy.config_fields`).
+A setting is a default, a type from this module and a line of help (`Option`, or
+`setting` for a dataclass field); `waal_jax.settings` holds the library's, and a
+strategy declares its own `query.*` options beside its code (`Strategy.config_fields`).
 """
 
 import dataclasses
@@ -84,3 +85,17 @@ class Floats:
     if not isinstance(value, (tuple, list)):
       fail(name, value, "must be a tuple of numbers, e.g. (0.5,)")
     return tuple(self.each.check(name, v) for v in value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+  """One setting: its default, the type that checks a value, and one line of help."""
+  default: Any
+  check: Any          # Int, Float, Choice, OfType or Floats
+  help: str
+
+
+def setting(default, check, help: str):  # pylint: disable=redefined-builtin
+  """A dataclass field that is a setting (see Option): its metadata keeps the check and
+  the help, so the schema lives in the dataclass itself."""
+  return dataclasses.field(default=default, metadata={"option": Option(default, check, help)})

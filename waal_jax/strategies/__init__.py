@@ -11,9 +11,9 @@ from waal_jax.strategies import random_sampling  # noqa: F401
 from waal_jax.strategies import typiclust  # noqa: F401
 from waal_jax.strategies import uncertainty  # noqa: F401
 from waal_jax.strategies import waal  # noqa: F401
-from waal_jax.strategies.base import (PoolScorer, ScoringPool, Strategy, create, get, names,
-                                      register, scoring_pool, smallest_selectable,
-                                      smallest_unlabeled)
+from waal_jax.strategies.base import (PoolScorer, ScoringPool, Strategy, all_options, create,
+                                      get, names, register, scoring_pool,
+                                      smallest_selectable, smallest_unlabeled)
 
-__all__ = ["PoolScorer", "ScoringPool", "Strategy", "create", "get", "names", "register",
-           "scoring_pool", "smallest_selectable", "smallest_unlabeled"]
+__all__ = ["PoolScorer", "ScoringPool", "Strategy", "all_options", "create", "get", "names",
+           "register", "scoring_pool", "smallest_selectable", "smallest_unlabeled"]

@@ -23,10 +23,15 @@ def bald_scores(log_probs_samples):
   return predictive - jnp.mean(entropy(log_probs_samples), axis=0)
 
 
+# Shared with BatchBALD.
+MC_SAMPLES = fields.Option(10, fields.Int(1), "dbal, batchbald: stochastic forward passes T "
+                           "(MC dropout)")
+
+
 @base.register
 class DBAL(base.ScoreStrategy):
   name = "dbal"
-  config_fields = {"mc_samples": fields.Int(1)}
+  config_fields = {"mc_samples": MC_SAMPLES}
 
   def example_scores(self, variables, x, keys):
     params = variables["params"]

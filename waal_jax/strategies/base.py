@@ -1,9 +1,10 @@
 """The query-strategy plugin interface and the sharded pool scorer they share.
 
 A strategy is a class registered under a name; the driver picks it with
-`query.strategy=NAME`. Adding one is one module that calls `register`, plus its fields
-in the config's `query` group: the class declares their types in `config_fields` and
-receives their checked values in `self.options`. Strategies work on the pool padded to
+`query.strategy=NAME`. Adding one is one module that calls `register`: the class
+declares its options (`config_fields`: name -> fields.Option, a default, a check and a
+line of help), which become `query.<name>` config fields, and receives their checked
+values in `self.options`. Strategies work on the pool padded to
 whole scoring batches (M >= N examples); the padding is never selectable.
 """
 
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from waal_jax import data as data_lib
+from waal_jax import fields
 from waal_jax import sharding
 from waal_jax.errors import UserError
 from waal_jax.models import Networks
@@ -60,7 +62,7 @@ class Strategy:
   """Chooses `query_size` unlabeled pool examples. Subclasses implement `select`."""
   name = ""
   needs_critic = False   # True if the strategy reads the adversarially trained critic
-  config_fields: Mapping[str, Any] = {}   # query.<name> -> its fields.* type
+  config_fields: Mapping[str, fields.Option] = {}   # query.<name> -> default, check, help
 
   def __init__(self, nets: Networks, spec: data_lib.DatasetSpec, query, mesh):
     """`query`: settings.QuerySettings (batch_size, and this strategy's options)."""
@@ -92,10 +94,23 @@ _REGISTRY: Dict[str, Type[Strategy]] = {}
 
 
 def register(cls: Type[Strategy]) -> Type[Strategy]:
+  """Adds a strategy. Strategies may share an option (one config field), and then
+  must declare it alike."""
   if cls.name in _REGISTRY:
     raise ValueError(f"strategy {cls.name!r} is registered twice")
+  known = all_options()
+  for name, option in cls.config_fields.items():
+    if name in known and known[name] != option:
+      raise ValueError(f"strategy {cls.name!r} declares query.{name} unlike another "
+                       "strategy: a shared option must be the same fields.Option")
   _REGISTRY[cls.name] = cls
   return cls
+
+
+def all_options() -> Dict[str, fields.Option]:
+  """Every registered strategy's options, each shared one once."""
+  return {name: option for cls in _REGISTRY.values()
+          for name, option in cls.config_fields.items()}
 
 
 def names():

@@ -224,8 +224,13 @@ def saturation_note(information: np.ndarray, samples: int) -> str:
 @base.register
 class BatchBALD(base.Strategy):
   name = "batchbald"
-  config_fields = {"mc_samples": fields.Int(1), "batchbald_configurations": fields.Int(1),
-                   "batchbald_candidates": fields.Int(0)}
+  config_fields = {
+      "mc_samples": bald.MC_SAMPLES,
+      "batchbald_configurations": fields.Option(1024, fields.Int(1), "batchbald: label "
+                                                "configurations kept for the joint entropy "
+                                                "(all while C^n fit, else this many sampled)"),
+      "batchbald_candidates": fields.Option(0, fields.Int(0), "batchbald: examples "
+                                            "considered, those of largest BALD; 0 = all")}
 
   def __init__(self, nets, spec, query, mesh):
     super().__init__(nets, spec, query, mesh)

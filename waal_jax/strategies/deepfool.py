@@ -117,10 +117,17 @@ def deepfool_distances(logits_fn, x0, *, iterations: int, overshoot: float, clas
 @base.register
 class DeepFool(base.Strategy):
   name = "deepfool"
-  config_fields = {"deepfool_iterations": fields.Int(1),
-                   "deepfool_overshoot": fields.Float(),
-                   "deepfool_classes": fields.Int(2, special=(0,)),
-                   "deepfool_boundary": fields.Choice(("nearest", "last_class"))}
+  config_fields = {
+      "deepfool_iterations": fields.Option(50, fields.Int(1), "deepfool: most steps per "
+                                           "example"),
+      "deepfool_overshoot": fields.Option(0.02, fields.Float(), "deepfool: overshoot when "
+                                          "testing for a flip"),
+      "deepfool_classes": fields.Option(0, fields.Int(2, special=(0,)), "deepfool: classes "
+                                        "searched at every step (those of largest logit); "
+                                        "0 = all"),
+      "deepfool_boundary": fields.Option(
+          "nearest", fields.Choice(("nearest", "last_class")), "deepfool: nearest (the "
+          "method) or last_class (DeepAL's DeepFool before its 2022 fix)")}
 
   def __init__(self, nets, spec, query, mesh):
     super().__init__(nets, spec, query, mesh)

@@ -41,6 +41,14 @@ def load_embeddings_file(path: str) -> np.ndarray:
   return rows.astype(np.float32)
 
 
+# Options shared by the strategies that cluster embeddings (TypiClust, ProbCover).
+EMBEDDINGS_FILE = fields.Option("", fields.Text(), "typiclust, probcover: .npy of "
+                                "precomputed pool embeddings instead of the network's; \"\" = "
+                                "the network's")
+KMEANS_ITERATIONS = fields.Option(20, fields.Int(1), "typiclust, probcover: most k-means "
+                                  "updates")
+
+
 class EmbeddingStrategy(base.Strategy):
   """A strategy that works on embeddings of the pool: the trained feature extractor's,
   or (where the strategy declares `embeddings_file` and it is set) precomputed ones,
@@ -124,7 +132,8 @@ def k_center_greedy(points, min_sq, selectable, *, k: int):
 @base.register
 class CoreSet(EmbeddingStrategy):
   name = "coreset"
-  config_fields = {"chunk_size": fields.Int(1)}
+  config_fields = {"chunk_size": fields.Option(1024, fields.Int(1), "coreset: labeled points "
+                                              "per distance block")}
 
   def select(self, key, variables, pool, is_labeled, query_size):
     points = self.pool_points(variables, pool)
@@ -249,7 +258,8 @@ def k_median(mesh, points, selectable, key, *, k: int, iterations: int):
 @base.register
 class KMedian(EmbeddingStrategy):
   name = "kmedian"
-  config_fields = {"kmedian_iterations": fields.Int(1)}
+  config_fields = {"kmedian_iterations": fields.Option(10, fields.Int(1), "kmedian: most "
+                                                      "assignment + median updates")}
 
   def select(self, key, variables, pool, is_labeled, query_size):
     points = self.pool_points(variables, pool)

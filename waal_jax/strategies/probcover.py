@@ -227,10 +227,15 @@ def probcover_picks(mesh, points, is_labeled: np.ndarray, selectable: np.ndarray
 @base.register
 class ProbCover(diversity.EmbeddingStrategy):
   name = "probcover"
-  config_fields = {"probcover_radius": fields.Float(),
-                   "probcover_purity": fields.Float(0.0, 1.0, open_minimum=True),
-                   "kmeans_iterations": fields.Int(1),
-                   "embeddings_file": fields.Text()}
+  config_fields = {
+      "probcover_radius": fields.Option(0.0, fields.Float(), "probcover: ball radius delta "
+                                        "on the normalised embeddings; 0 = the largest with "
+                                        "the purity below"),
+      "probcover_purity": fields.Option(0.95, fields.Float(0.0, 1.0, open_minimum=True),
+                                        "probcover: share of pure balls (alpha) that sets "
+                                        "delta when probcover_radius is 0"),
+      "kmeans_iterations": diversity.KMEANS_ITERATIONS,
+      "embeddings_file": diversity.EMBEDDINGS_FILE}
 
   def select(self, key, variables, pool, is_labeled, query_size):
     selectable = ~np.asarray(is_labeled, bool)      # (N,): the real rows of pool.selectable

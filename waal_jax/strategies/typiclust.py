@@ -108,10 +108,13 @@ def typiclust_picks(mesh, points, is_labeled: np.ndarray, selectable: np.ndarray
 @base.register
 class TypiClust(diversity.EmbeddingStrategy):
   name = "typiclust"
-  config_fields = {"typiclust_max_clusters": fields.Int(1),
-                   "typiclust_neighbors": fields.Int(1),
-                   "kmeans_iterations": fields.Int(1),
-                   "embeddings_file": fields.Text()}
+  config_fields = {
+      "typiclust_max_clusters": fields.Option(500, fields.Int(1), "typiclust: most k-means "
+                                              "clusters (labeled + query_size up to this)"),
+      "typiclust_neighbors": fields.Option(20, fields.Int(1), "typiclust: K of the "
+                                           "K-nearest-neighbour density"),
+      "kmeans_iterations": diversity.KMEANS_ITERATIONS,
+      "embeddings_file": diversity.EMBEDDINGS_FILE}
 
   def select(self, key, variables, pool, is_labeled, query_size):
     selectable = ~np.asarray(is_labeled, bool)      # (N,): the real rows of pool.selectable

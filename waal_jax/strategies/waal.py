@@ -39,9 +39,14 @@ def waal_scores(log_probs, critic, *, selection: float, mixture: float, bound: s
 class WAAL(base.ScoreStrategy):
   name = "waal"
   needs_critic = True
-  config_fields = {"selection": fields.Float(),
-                   "mixture": fields.Float(0.0, 1.0),
-                   "uncertainty_bound": fields.Choice(("single_worst", "l2"))}
+  config_fields = {
+      "selection": fields.Option(5.0, fields.Float(), "waal: weight of the critic in the "
+                                 "score (Table 3)"),
+      "mixture": fields.Option(0.5, fields.Float(0.0, 1.0), "waal: weight of the first "
+                               "bound against Eq. 11's"),
+      "uncertainty_bound": fields.Option(
+          "single_worst", fields.Choice(("single_worst", "l2")), "waal: the first bound, "
+          "single_worst (max_y -log p, Eq. 10) or l2 (||log p||_2, the authors' code)")}
 
   def example_scores(self, variables, x, keys):
     del keys  # Deterministic.
