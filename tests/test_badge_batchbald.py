@@ -72,7 +72,7 @@ def test_last_layer_input_gives_the_logits_through_the_last_dense(lenet):
                                "bias": rng.normal(size=n_out).astype(np.float32)}
   vgg_params = {"classifier": {"Dense_0": dense(512, 9), "Dense_1": dense(9, 4)}}
   for n, params, width in ((nets, variables["params"], 320),
-                           (models.Networks(None, models.MLPHead(9, 4), None), vgg_params, 512)):
+                           (models.Model(models.MLPExtractor(), models.MLPHead(9, 4)), vgg_params, 512)):
     z = rng.normal(size=(4, width)).astype(np.float32)
     first, last = params["classifier"]["Dense_0"], params["classifier"]["Dense_1"]
     h = np.asarray(n.last_layer_input(params, jnp.asarray(z)))

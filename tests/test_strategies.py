@@ -76,7 +76,7 @@ def test_extractor_dropout_sample_is_a_channel_mask_of_the_eval_features():
   variables = nets.init(jax.random.key(0), (28, 28, 1))
   x = jax.random.normal(jax.random.key(1), (6, 28, 28, 1))
   z, _ = nets.embed(variables["params"], {}, x)
-  for sample in (nets.sample_extractor_dropout(z, jax.random.key(2)),
+  for sample in (nets.extractor.sample_output_dropout(z, jax.random.key(2)),
                  nets.embed(variables["params"], {}, x, train=True,
                             dropout_key=jax.random.key(3))[0]):
     ratio = np.asarray(sample).reshape(6, 16, 20) / np.where(z == 0, 1.0, z).reshape(6, 16, 20)

@@ -33,14 +33,16 @@ DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 class DatasetSpec:
   """What we need to know about one dataset."""
   name: str                      # tfds name
-  image_shape: tuple             # (H, W, C)
+  image_shape: tuple             # (H, W, C) of images; (D,) (or any shape) of vectors
   num_classes: int
-  mean: tuple                    # per-channel mean of [0, 1] pixels (training split)
-  std: tuple                     # per-channel std of [0, 1] pixels
+  mean: tuple = ()               # per-channel mean of [0, 1] pixels (training split);
+  #                                of float inputs, subtracted as given; () = none
+  std: tuple = ()                # per-channel std of [0, 1] pixels; () = 1
   # Table 2. For the "train_val" kind the pool is `pool_count` examples of the
   # `train_count` in the train split, the rest is validation. For the "stl10" kind the
-  # labeled train and test images are merged and split per class.
-  split_kind: str
+  # labeled train and test images are merged and split per class. "" for arrays that
+  # come split (the library's own data).
+  split_kind: str = ""
   train_count: int = 0
   pool_count: int = 0
   per_class: tuple = ()          # stl10: (pool, val, test) examples per class
@@ -570,10 +572,16 @@ def load(name: str, *, seed: int, data_dir: Optional[str] = None,
 
 
 def normalize(images, spec: DatasetSpec):
-  """uint8 (B, H, W, C) -> float32 standardised per channel. Runs under jit."""
-  mean = jnp.asarray(spec.mean, jnp.float32) * 255.0
-  std = jnp.asarray(spec.std, jnp.float32) * 255.0
-  return (images.astype(jnp.float32) - mean) / std
+  """uint8 (B, H, W, C) -> float32 standardised per channel (spec.mean and std are of
+  [0, 1] pixels); float inputs (vectors) -> float32, less spec.mean and over spec.std
+  where given. Runs under jit."""
+  x = images.astype(jnp.float32)
+  scale = 255.0 if images.dtype == jnp.uint8 else 1.0
+  if spec.mean:
+    x = x - jnp.asarray(spec.mean, jnp.float32) * scale
+  if spec.std:
+    x = x / (jnp.asarray(spec.std, jnp.float32) * scale)
+  return x
 
 
 def random_crop_flip(key, images, pad: int = 4):

@@ -12,8 +12,9 @@ variance. tests/test_torch_parity.py checks a training step against PyTorch.
 
 import dataclasses
 import functools
+import inspect
 import math
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax
@@ -139,6 +140,19 @@ class LeNet5(nn.Module):
     x = layer(LENET_CHANNELS, block=4, name="conv2")(x)                  # (B, 4, 4, 20)
     x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
     return nn.relu(x).reshape(x.shape[0], -1)                                  # (B, 320)
+
+  @nn.nowrap
+  def sample_output_dropout(self, z, key):
+    """Features of evaluation mode (..., 320) -> those of one draw of the channel
+    dropout (the model contract's fast MC-dropout path). The dropout is the last
+    operation but the ReLU, and both commute with a per-channel factor 0 or
+    1/(1-rate), so the draw multiplies z."""
+    if not self.dropout_rate:
+      return z
+    channels = z.reshape(*z.shape[:-1], -1, LENET_CHANNELS)                # (..., 16, 20)
+    keep = jax.random.bernoulli(key, 1.0 - self.dropout_rate,
+                                (*z.shape[:-1], 1, LENET_CHANNELS))
+    return (channels * keep / (1.0 - self.dropout_rate)).reshape(z.shape)
 
 
 def _channel_sum(values, weight=None):
@@ -348,25 +362,182 @@ class Critic(nn.Module):
                    self.matmul_dtype)(z, train)[:, 0]
 
 
-@dataclasses.dataclass(frozen=True)
-class Networks:
-  """The three modules of one WAAL network; hashable, so jit can take it as static."""
-  features: nn.Module
-  classifier: nn.Module
-  critic: nn.Module
+class MLPExtractor(nn.Module):
+  """A feature extractor for vectors (e.g. frozen text or tabular embeddings):
+  (B, ..., D) -> (B, hidden[-1]), dense + ReLU (+ dropout) per layer; inputs of more
+  than one axis are flattened first."""
+  hidden: Sequence[int] = (256, 128)
+  dropout_rate: float = 0.0
+  init_scheme: str = "pytorch"   # see kernel_init
 
-  def init(self, key, image_shape) -> dict:
-    """Variables {'params': {features, classifier, critic}, 'batch_stats': {...}}."""
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = x.reshape(x.shape[0], -1)
+    for width in self.hidden:
+      x = nn.relu(dense(width, x.shape[-1], self.init_scheme)(x))
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return x
+
+
+# --- The model contract -----------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _call_arguments(module_type: type) -> Tuple[str, ...]:
+  """Which of train / deterministic / mask a module's __call__ takes."""
+  parameters = inspect.signature(module_type.__call__).parameters
+  return tuple(name for name in ("train", "deterministic", "mask") if name in parameters)
+
+
+def _mode_kwargs(module: nn.Module, train: bool, mask=None) -> dict:
+  """The keyword arguments that put `module` in training or evaluation mode, in the
+  convention it follows (Flax's `train`, or `deterministic`), and pass the padding
+  mask where it takes one."""
+  takes = _call_arguments(type(module))
+  kwargs = {}
+  if "train" in takes:
+    kwargs["train"] = train
+  elif "deterministic" in takes:
+    kwargs["deterministic"] = not train
+  if mask is not None and "mask" in takes:
+    kwargs["mask"] = mask
+  return kwargs
+
+
+def _batch_norm_mask(mask):
+  """An interceptor that hands `mask` (B,) to every flax.linen.BatchNorm of a batch of
+  B rows, so padding rows stay out of its statistics in a module that does not pass a
+  mask on itself."""
+  def interceptor(next_fun, args, kwargs, context):
+    if (isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__"
+        and kwargs.get("mask") is None and args and args[0].shape[:1] == mask.shape):
+      x = args[0]
+      kwargs = {**kwargs, "mask": mask.reshape(mask.shape + (1,) * (x.ndim - 1))}
+    return next_fun(*args, **kwargs)
+  return interceptor
+
+
+def _dropout_always_on(seen: list):
+  """An interceptor that runs every flax.linen.Dropout as in training, whatever mode
+  the module is in (MC dropout with batch norm at its running statistics); `seen` gets
+  an entry per dropout layer run. The mask is drawn from the key the layer would draw
+  in training, so a draw equals the training-mode one."""
+  inside = []     # (the training-mode layer below is a Dropout call too: let it through)
+
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if inside or not (isinstance(module, nn.Dropout) and context.method_name == "__call__"):
+      return next_fun(*args, **kwargs)
+    seen.append(module.rate)
+    rng = kwargs.get("rng")
+    if rng is None and module.rate > 0:
+      rng = module.make_rng(module.rng_collection)
+    inside.append(True)
+    try:
+      return module.clone(parent=None, deterministic=False).apply({}, args[0], rng=rng)
+    finally:
+      inside.pop()
+  return interceptor
+
+
+def _dense_inputs(inputs: list):
+  """An interceptor that appends the input of every flax.linen.Dense call to `inputs`."""
+  def interceptor(next_fun, args, kwargs, context):
+    if isinstance(context.module, nn.Dense) and context.method_name == "__call__":
+      inputs.append(args[0])
+    return next_fun(*args, **kwargs)
+  return interceptor
+
+
+def _name(module) -> str:
+  return type(module).__name__
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """Your network as waal_jax trains and queries it: three Flax modules.
+
+  - `extractor`: any `nn.Module` from inputs (B, ...) to features (B, D), with or
+    without batch norm and dropout. If its `__call__` takes `train` (Flax's
+    convention) or `deterministic`, it gets it; if it takes `mask` (B,), it gets the
+    padding rows of a batch, and every `nn.BatchNorm` inside gets that mask anyway.
+  - `classifier`: features (B, D) -> logits (B, classes); by default an MLP head
+    (features - `head_hidden` - ReLU - dropout - classes, appendix G.2). BADGE embeds
+    with the input of its last `nn.Dense`.
+  - `critic`: features (B, D) -> (B,) pre-sigmoid values, WAAL's critic g; by
+    default an MLP head like the classifier's with one output.
+
+  MC-dropout draws (DBAL, BatchBALD) run the extractor and classifier with every
+  `nn.Dropout` on and batch norm at its running statistics. An extractor whose only
+  dropout acts on its output may say so with a method `sample_output_dropout(z, key)`
+  (nn.nowrap): the draws then reuse one pass (LeNet-5 does). Frozen and hashable, so
+  jit takes it as a static argument.
+  """
+  extractor: nn.Module
+  classifier: Optional[nn.Module] = None
+  critic: Optional[nn.Module] = None
+  num_classes: int = 0            # needed when `classifier` is the default head
+  head_hidden: int = 50           # the default heads' hidden units
+  head_dropout: float = 0.5       # the default heads' dropout rate
+
+  def __post_init__(self):
+    if not isinstance(self.extractor, nn.Module):
+      raise UserError(f"Model.extractor: {self.extractor!r} is not a flax.linen.Module")
+    for part in ("classifier", "critic"):
+      value = getattr(self, part)
+      if value is not None and not isinstance(value, nn.Module):
+        raise UserError(f"Model.{part}: {value!r} is not a flax.linen.Module (or None for "
+                        "the default head)")
+    if self.classifier is None:
+      if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or (
+          self.num_classes < 2):
+        raise UserError(f"Model.num_classes={self.num_classes!r}: give the number of classes "
+                        "(>= 2) or a classifier module")
+      object.__setattr__(self, "classifier",
+                         MLPHead(self.head_hidden, self.num_classes, self.head_dropout))
+    if self.critic is None:
+      object.__setattr__(self, "critic", Critic(self.head_hidden, self.head_dropout))
+
+  def init(self, key, input_shape) -> dict:
+    """Variables {'params': {features, classifier, critic}, 'batch_stats': {...}} for
+    inputs of shape `input_shape` (one example's). A module that fails on such inputs,
+    or outputs of the wrong shape, raise UserError."""
     f_key, h_key, g_key = jax.random.split(key, 3)
-    x = jnp.zeros((2, *image_shape), jnp.float32)
-    f_vars = self.features.init(f_key, x, train=False)
-    z = self.features.apply(f_vars, x, train=False)
-    params = {
-        "features": f_vars["params"],
-        "classifier": self.classifier.init(h_key, z, train=False)["params"],
-        "critic": self.critic.init(g_key, z, train=False)["params"],
-    }
+    x = jnp.zeros((2, *input_shape), jnp.float32)
+    shape = tuple(input_shape)
+    f_vars = self._init_part("extractor", f_key, x, shape)
+    z = self.extractor.apply(f_vars, x, **_mode_kwargs(self.extractor, False))
+    if z.ndim != 2:
+      raise UserError(f"Model.extractor: {_name(self.extractor)} maps inputs {shape} to "
+                      f"features {z.shape[1:]}; it must return (batch, features): flatten "
+                      "them at its end")
+    params = {"features": f_vars["params"],
+              "classifier": self._init_part("classifier", h_key, z, z.shape[1:])["params"],
+              "critic": self._init_part("critic", g_key, z, z.shape[1:])["params"]}
+    logits = self.classifier.apply({"params": params["classifier"]}, z,
+                                   **_mode_kwargs(self.classifier, False))
+    if logits.ndim != 2 or logits.shape[1] < 2:
+      raise UserError(f"Model.classifier: {_name(self.classifier)} returns {logits.shape[1:]}"
+                      " per example; it must return one logit per class (batch, classes)")
+    critic = self.critic.apply({"params": params["critic"]}, z,
+                               **_mode_kwargs(self.critic, False))
+    if critic.shape != (2,):
+      raise UserError(f"Model.critic: {_name(self.critic)} returns {critic.shape[1:]} per "
+                      "example; it must return one value (batch,)")
     return {"params": params, "batch_stats": dict(f_vars.get("batch_stats", {}))}
+
+  def _init_part(self, part: str, key, x, shape) -> dict:
+    module = getattr(self, part)
+    try:
+      variables = module.init(key, x, **_mode_kwargs(module, False))
+    except (TypeError, ValueError) as e:
+      raise UserError(f"Model.{part}: {_name(module)} fails on inputs of shape {shape}: "
+                      f"{' '.join(str(e).split())[:300]}") from None
+    return dict(variables)
+
+  def output_shape(self, params) -> int:
+    """The number of classes the classifier predicts."""
+    return jax.tree.leaves(params["classifier"])[-1].shape[-1]
 
   def embed(self, params, batch_stats, images, *, train: bool = False, dropout_key=None,
             mask=None):
@@ -379,41 +550,60 @@ class Networks:
     if batch_stats:
       variables["batch_stats"] = batch_stats
     rngs = {"dropout": dropout_key} if train and dropout_key is not None else None
+    kwargs = _mode_kwargs(self.extractor, train, mask if train else None)
     if train and batch_stats:
-      z, updates = self.features.apply(variables, images, train=True, mask=mask, rngs=rngs,
-                                       mutable=["batch_stats"])
+      with nn.intercept_methods(_batch_norm_mask(mask if mask is not None else
+                                                 jnp.ones(images.shape[:1], bool))):
+        z, updates = self.extractor.apply(variables, images, rngs=rngs,
+                                          mutable=["batch_stats"], **kwargs)
       return z, updates["batch_stats"]
-    return self.features.apply(variables, images, train=train, rngs=rngs), batch_stats
+    return self.extractor.apply(variables, images, rngs=rngs, **kwargs), batch_stats
 
-  def sample_extractor_dropout(self, z, key):
-    """Features of evaluation mode (..., D) -> those of one draw of the extractor's
-    dropout. LeNet-5's channel dropout is its last operation but the ReLU, and both
-    commute with a per-channel factor 0 or 1/(1-rate), so the draw multiplies z."""
-    rate = getattr(self.features, "dropout_rate", 0.0)
-    if not rate:
-      return z
-    channels = z.reshape(*z.shape[:-1], -1, LENET_CHANNELS)                # (..., 16, 20)
-    keep = jax.random.bernoulli(key, 1.0 - rate, (*z.shape[:-1], 1, LENET_CHANNELS))
-    return (channels * keep / (1.0 - rate)).reshape(z.shape)
+  def dropout_features(self, params, batch_stats, x, z, key):
+    """The features of one MC-dropout draw for one example: x its input (unbatched),
+    z (D,) its evaluation-mode features. With no dropout in the extractor, z."""
+    draw = getattr(self.extractor, "sample_output_dropout", None)
+    if draw is not None:
+      return draw(z, key)
+    variables = {"params": params["features"]}
+    if batch_stats:
+      variables["batch_stats"] = batch_stats
+    seen = []
+    with nn.intercept_methods(_dropout_always_on(seen)):
+      drawn = self.extractor.apply(variables, x[None], rngs={"dropout": key},
+                                   **_mode_kwargs(self.extractor, False))[0]
+    return drawn if any(seen) else z   # (an unused pass is dropped by XLA)
 
-  def logits(self, params, z, *, train: bool = False, dropout_key=None):
-    rngs = {"dropout": dropout_key} if train else None
-    return self.classifier.apply({"params": params["classifier"]}, z, train=train, rngs=rngs)
+  def logits(self, params, z, *, train: bool = False, dropout_key=None, mc: bool = False):
+    """Classifier logits (B, classes). mc=True: evaluation mode with every dropout
+    layer drawing from `dropout_key` (an MC-dropout pass)."""
+    rngs = {"dropout": dropout_key} if train or mc else None
+    apply = functools.partial(self.classifier.apply, {"params": params["classifier"]}, z,
+                              rngs=rngs, **_mode_kwargs(self.classifier, train))
+    if not mc:
+      return apply()
+    with nn.intercept_methods(_dropout_always_on([])):
+      return apply()
 
   def last_layer_input(self, params, z):
-    """h = relu(Dense_0(z)) (B, hidden): what the classifier's last layer (Dense_1)
-    multiplies in evaluation mode (dropout off), so logits = h @ kernel + bias. BADGE's
-    gradient embeddings are outer products with it. Built as MLPHead builds Dense_0 (the
-    LeNet-5 and VGG heads alike), with its parameters and matmul dtype."""
-    head = self.classifier
-    layer = dense(head.hidden, z.shape[-1], head.init_scheme, "Dense_0", head.matmul_dtype)
-    return nn.relu(layer.apply({"params": params["classifier"]["Dense_0"]}, z))
+    """h (B, hidden): what the classifier's last nn.Dense multiplies in evaluation
+    mode, so that logits = h @ kernel + bias. BADGE's gradient embeddings are outer
+    products with it."""
+    inputs = []
+    with nn.intercept_methods(_dense_inputs(inputs)):
+      self.classifier.apply({"params": params["classifier"]}, z,
+                            **_mode_kwargs(self.classifier, False))
+    if not inputs:
+      raise UserError(f"Model.classifier: {_name(self.classifier)} has no nn.Dense layer, "
+                      "whose input BADGE needs")
+    return inputs[-1]
 
   def critic_logit(self, critic_params, z, *, train: bool = False, dropout_key=None):
     """The critic's pre-sigmoid output (B,); takes the critic's own parameters so that
     jax.grad can target them."""
     rngs = {"dropout": dropout_key} if train else None
-    return self.critic.apply({"params": critic_params}, z, train=train, rngs=rngs)
+    return self.critic.apply({"params": critic_params}, z, rngs=rngs,
+                             **_mode_kwargs(self.critic, train))
 
   def critic_value(self, critic_params, z, *, train: bool = False, dropout_key=None):
     """g(z) = sigmoid(critic logit) in [0, 1] (B,): near 1 = unlike the labeled set."""
@@ -421,7 +611,10 @@ class Networks:
                                             dropout_key=dropout_key))
 
 
-def build(model, num_classes: int, platform: Optional[str] = None) -> Networks:
+Networks = Model   # (the name inside the library before the contract was public)
+
+
+def build(model, num_classes: int, platform: Optional[str] = None) -> Model:
   """The networks that `model` (settings.ModelSettings: name, init, dropouts, ...) names,
   with the kernels `model.conv` chooses for `platform` (default: JAX's backend)."""
   conv = resolve_conv(model.conv, platform or jax.default_backend())
@@ -434,6 +627,6 @@ def build(model, num_classes: int, platform: Optional[str] = None) -> Networks:
                        conv=conv, matmul_dtype=dtype)
   else:
     raise UserError(f"model.name: unknown model {model.name!r}; choose lenet5 or vgg16")
-  return Networks(features,
-                  MLPHead(model.head_hidden, num_classes, model.dropout, model.init, dtype),
-                  Critic(model.head_hidden, model.dropout, model.init, dtype))
+  return Model(features,
+               MLPHead(model.head_hidden, num_classes, model.dropout, model.init, dtype),
+               Critic(model.head_hidden, model.dropout, model.init, dtype))

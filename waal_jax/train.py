@@ -585,7 +585,8 @@ class Trainer:
     state = self.with_learning_rate(state, learning_rate)
     plan = self.epoch_plan(plan_key, inputs)
     state, sums = self.train_epoch(state, data, plan, inputs.weights, step_key, inputs.steps)
-    val_accuracy = self.accuracy(_variables(state), data.val)
+    val_accuracy = (float("nan") if data.val is None else   # (no validation: nothing chosen)
+                    self.accuracy(_variables(state), data.val))
     record = _epoch_record(sharding.to_host(sums), epoch, inputs.steps, val_accuracy,
                            learning_rate, time.time() - epoch_start)
     return state, record
@@ -633,10 +634,12 @@ def _restored(template, state_dict: dict):
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
+  val = record["val_accuracy"]
   return (f"  epoch {record['epoch']}/{epochs}: loss {record['loss']:.4f} "
           f"(ce {record['cross_entropy']:.4f}, adv {record['adversarial']:+.4f}, "
-          f"gp {record['gradient_penalty']:.3f}) val {record['val_accuracy']:.4f} "
-          f"lr {record['learning_rate']:g} {record['seconds']:.1f}s")
+          f"gp {record['gradient_penalty']:.3f}) "
+          + ("" if math.isnan(val) else f"val {val:.4f} ")
+          + f"lr {record['learning_rate']:g} {record['seconds']:.1f}s")
 
 
 # --- Several seeds in one program ----------------------------------------------------------

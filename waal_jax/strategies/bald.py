@@ -34,17 +34,17 @@ class DBAL(base.ScoreStrategy):
   config_fields = {"mc_samples": MC_SAMPLES}
 
   def example_scores(self, variables, x, keys):
-    params = variables["params"]
-    z, _ = self.nets.embed(params, variables["batch_stats"], x)
+    params, batch_stats = variables["params"], variables["batch_stats"]
+    z, _ = self.nets.embed(params, batch_stats, x)
 
     def one_pass(t):
       # Dropout masks drawn per example from its own key: the same on any device count.
-      def one_example(z_i, key_i):
+      def one_example(x_i, z_i, key_i):
         extractor_key, head_key = jax.random.split(jax.random.fold_in(key_i, t))
-        z_i = self.nets.sample_extractor_dropout(z_i, extractor_key)
-        logits = self.nets.logits(params, z_i[None], train=True, dropout_key=head_key)
+        z_i = self.nets.dropout_features(params, batch_stats, x_i, z_i, extractor_key)
+        logits = self.nets.logits(params, z_i[None], mc=True, dropout_key=head_key)
         return jax.nn.log_softmax(logits[0])
-      return jax.vmap(one_example)(z, keys)                          # (B, K)
+      return jax.vmap(one_example)(x, z, keys)                       # (B, K)
 
     samples = jax.vmap(one_pass)(jnp.arange(self.options["mc_samples"]))   # (T, B, K)
     return -bald_scores(samples)   # The largest disagreement first.

@@ -72,11 +72,11 @@ def consistent_mc_log_probs(nets, params, batch_stats, x, dropout_key, samples: 
   def one_pass(t):
     extractor_key, head_key = jax.random.split(jax.random.fold_in(dropout_key, t))
 
-    def one_example(z_i):   # the keys are not mapped over: one mask for all examples
-      z_i = nets.sample_extractor_dropout(z_i, extractor_key)
-      logits = nets.logits(params, z_i[None], train=True, dropout_key=head_key)
+    def one_example(x_i, z_i):   # the keys are not mapped over: one mask for all examples
+      z_i = nets.dropout_features(params, batch_stats, x_i, z_i, extractor_key)
+      logits = nets.logits(params, z_i[None], mc=True, dropout_key=head_key)
       return jax.nn.log_softmax(logits[0])
-    return jax.vmap(one_example)(z)                                  # (B, C)
+    return jax.vmap(one_example)(x, z)                               # (B, C)
 
   return jnp.swapaxes(jax.vmap(one_pass)(jnp.arange(samples)), 0, 1)   # (B, T, C)
 

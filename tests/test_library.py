@@ -1,0 +1,153 @@
+"""The library from Python: the model contract on user modules, ActiveLearner, misuse."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import waal_jax
+from waal_jax import models
+from waal_jax.errors import UserError
+
+
+class BatchNormOnly(nn.Module):
+  """Flax's own BatchNorm, no mask argument: the contract must still keep padding out.
+  momentum 0: the running statistics become the last batch's."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return nn.BatchNorm(use_running_average=not train, momentum=0.0)(x)
+
+
+def test_flax_batch_norm_in_a_user_module_sees_real_rows_only():
+  model = waal_jax.Model(BatchNormOnly(), num_classes=2)
+  variables = model.init(jax.random.key(0), (2,))
+  x = jnp.array([[1.0, 2.0], [3.0, 6.0], [1000.0, -1000.0]])       # the last row: padding
+  mask = jnp.array([True, True, False])
+  _, stats = model.embed(variables["params"], variables["batch_stats"], x, train=True,
+                         mask=mask)
+  # Hand-computed over the two real rows: mean (2, 4), biased variance (1, 4).
+  np.testing.assert_allclose(stats["BatchNorm_0"]["mean"], [2.0, 4.0], rtol=1e-6)
+  np.testing.assert_allclose(stats["BatchNorm_0"]["var"], [1.0, 4.0], rtol=1e-5)
+  _, unmasked = model.embed(variables["params"], variables["batch_stats"], x, train=True)
+  assert abs(float(unmasked["BatchNorm_0"]["mean"][0]) - 1004.0 / 3) < 1e-3
+
+
+def test_an_mc_draw_of_the_head_is_its_training_mode_pass():
+  """Dropout switched on by the contract draws the masks training would draw."""
+  model = waal_jax.Model(waal_jax.MLPExtractor(hidden=(8,)), num_classes=3)
+  variables = model.init(jax.random.key(0), (5,))
+  z = jax.random.normal(jax.random.key(1), (4, 8))
+  key = jax.random.key(2)
+  mc = model.logits(variables["params"], z, mc=True, dropout_key=key)
+  trained = model.logits(variables["params"], z, train=True, dropout_key=key)
+  np.testing.assert_array_equal(mc, trained)
+  assert not np.allclose(mc, model.logits(variables["params"], z))
+
+
+class DropoutThenBatchNorm(nn.Module):
+  """`deterministic` instead of `train`, and batch norm after the dropout."""
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool = True):
+    x = nn.Dropout(0.5)(nn.Dense(6)(x), deterministic=deterministic)
+    return nn.BatchNorm(use_running_average=deterministic)(x)
+
+
+def test_mc_features_of_a_user_extractor_drop_units_and_keep_running_statistics():
+  model = waal_jax.Model(DropoutThenBatchNorm(), num_classes=2)
+  variables = model.init(jax.random.key(0), (4,))
+  x = jax.random.normal(jax.random.key(1), (4,))
+  z, _ = model.embed(variables["params"], variables["batch_stats"], x[None])
+  drawn = model.dropout_features(variables["params"], variables["batch_stats"], x, z[0],
+                                 jax.random.key(3))
+  # Batch norm at its initial running statistics (mean 0, var 1) is about the identity,
+  # so a draw is the dense layer's output with about half the units 0 and the rest x2.
+  dense = variables["params"]["features"]["Dense_0"]
+  h = np.asarray(x @ dense["kernel"] + dense["bias"])
+  drawn = np.asarray(drawn) * np.sqrt(1 + 1e-5)
+  dropped = np.isclose(drawn, 0.0, atol=1e-6)
+  assert 0 < dropped.sum() < 6
+  np.testing.assert_allclose(drawn[~dropped], 2 * h[~dropped], rtol=1e-5)
+
+
+def test_badge_reads_the_input_of_a_user_classifier_s_last_dense():
+  class Head(nn.Module):
+    @nn.compact
+    def __call__(self, z):            # no train argument at all
+      hidden = jnp.tanh(nn.Dense(4, name="hidden")(z))
+      return nn.Dense(3, name="out")(hidden)
+
+  model = waal_jax.Model(waal_jax.MLPExtractor(hidden=(5,)), classifier=Head())
+  params = model.init(jax.random.key(0), (2,))["params"]
+  z = jax.random.normal(jax.random.key(1), (3, 5))
+  first = params["classifier"]["hidden"]
+  np.testing.assert_allclose(model.last_layer_input(params, z),
+                             np.tanh(z @ first["kernel"] + first["bias"]), rtol=1e-5)
+
+
+class Unflattened(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    return nn.Conv(2, (3, 3))(x)
+
+
+def _learner(**kwargs):
+  rng = np.random.default_rng(0)
+  pool = kwargs.pop("pool", rng.normal(size=(60, 5)).astype(np.float32))
+  model = kwargs.pop("model", waal_jax.Model(waal_jax.MLPExtractor(hidden=(8,)), num_classes=3))
+  labels = np.full(len(pool), -1)
+  labels[:6] = [0, 1, 2, 0, 1, 2]
+  kwargs.setdefault("labels", labels)
+  return waal_jax.ActiveLearner(model, pool, train=waal_jax.TrainSettings(epochs=1), **kwargs)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: waal_jax.Model("not a module", num_classes=3), r"Model.extractor: 'not a module'"),
+    (lambda: waal_jax.Model(waal_jax.MLPExtractor()), r"Model.num_classes=0: give the number"),
+    (lambda: _learner(model=waal_jax.Model(Unflattened(), num_classes=3),
+                      pool=np.zeros((10, 8, 8, 1), np.uint8)),
+     r"Model.extractor: Unflattened maps inputs \(8, 8, 1\) to features \(6, 6, 2\)"),
+    (lambda: _learner(model=waal_jax.Model(models.LeNet5(), num_classes=3)),
+     r"Model.extractor: LeNet5 fails on inputs of shape \(5,\)"),
+    (lambda: _learner(pool=np.zeros((60,), np.float32)), r"pool: expected examples of shape"),
+    (lambda: _learner(labels=np.full(60, 3)), r"labels: label 3 at position 0 is out of range"),
+    (lambda: _learner().add_labels([0], [1]), r"indices: 0 is already labeled"),
+    (lambda: _learner().add_labels([7, 7], [1, 1]), r"indices: 7 is given twice"),
+    (lambda: _learner().add_labels([60], [1]), r"indices: 60 is not in the pool of 60"),
+    (lambda: _learner().query(5), r"query: no trained network yet; call fit\(\) first"),
+    (lambda: _learner(strategy="bogus"), r"query.strategy='bogus': unknown strategy"),
+    (lambda: _learner(query_options={"selection": -1.0}), r"query.selection=-1.0: must be >= 0"),
+    (lambda: _learner(strategy="margin", query_options={"selection": 1.0}),
+     r"query.selection: not an option of query.strategy=margin"),
+    (lambda: _learner(validation=(np.zeros((4, 6), np.float32), np.zeros(4, int))),
+     r"validation x: float32 of shape \(6,\) per example; the pool's is float32 of shape \(5,\)"),
+])
+def test_misuse_is_one_user_error_naming_what_is_wrong(make, message):
+  with pytest.raises(UserError, match=message) as raised:
+    make()
+  assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("strategy", waal_jax.strategies.names())
+def test_every_strategy_queries_a_user_model_on_vectors(strategy):
+  learner = _learner(strategy=strategy)
+  learner.fit()
+  picks = learner.query(7)
+  assert len(set(picks.tolist())) == 7 and not np.isin(picks, np.arange(6)).any()
+  assert picks.min() >= 0 and picks.max() < 60
+
+
+def test_save_and_restore_continue_with_the_same_picks(tmp_path):
+  learner = _learner(query_size=4)
+  learner.fit()
+  first = learner.query()
+  learner.add_labels(first, np.arange(4) % 3)
+  learner.save(str(tmp_path))
+  learner.fit()
+  expected = learner.query()
+  restored = _learner(query_size=4, labels=None).restore(str(tmp_path))
+  assert restored.labeled.tolist() == list(range(6)) + first.tolist()
+  restored.fit()
+  np.testing.assert_array_equal(restored.query(), expected)
