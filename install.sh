@@ -1,11 +1,15 @@
 #!/bin/sh
-# Installs everything waal_jax needs into the python3 on PATH (use a virtualenv where the
+# Installs everything waal_jax, its experiments and tests need (requirements.txt, pinned)
+# and the library itself into the python3 on PATH (use a virtualenv where the
 # system Python is externally managed), and real Fashion-MNIST from Debian where apt-get
 # is available. Safe to run again.
 set -eu
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# The library itself, so that `import waal_jax` works from any folder (editable: the
+# checkout's code is what runs).
+"$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps -e .
 
 if command -v apt-get >/dev/null 2>&1; then
   SUDO=""

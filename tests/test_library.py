@@ -108,7 +108,7 @@ def _learner(**kwargs):
     (lambda: waal_jax.Model(waal_jax.MLPExtractor()), r"Model.num_classes=0: give the number"),
     (lambda: _learner(model=waal_jax.Model(Unflattened(), num_classes=3),
                       pool=np.zeros((10, 8, 8, 1), np.uint8)),
-     r"Model.extractor: Unflattened maps inputs \(8, 8, 1\) to features \(6, 6, 2\)"),
+     r"Model.extractor: Unflattened maps inputs \(8, 8, 1\) to features \(8, 8, 2\)"),
     (lambda: _learner(model=waal_jax.Model(models.LeNet5(), num_classes=3)),
      r"Model.extractor: LeNet5 fails on inputs of shape \(5,\)"),
     (lambda: _learner(pool=np.zeros((60,), np.float32)), r"pool: expected examples of shape"),
