@@ -31,10 +31,10 @@ def main(argv):
   xla_tuning.tune_cpu_flags()
   if cli.CONFIG.value.distributed:
     cli.start_distributed()
-  from waal_jax import loop  # pylint: disable=g-import-not-at-top
+  from waal_jax import seeds  # pylint: disable=g-import-not-at-top
   from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   try:
-    repetitions = loop.run_seeds(cli.CONFIG.value, _WORKDIR.value, log=cli.log)
+    repetitions = seeds.run_seeds(cli.CONFIG.value, _WORKDIR.value, log=cli.log)
   except UserError as e:
     cli.fail(str(e))
   import jax  # pylint: disable=g-import-not-at-top

@@ -17,6 +17,7 @@ from experiments import report
 from experiments.configs import fashion_mnist
 from waal_jax import checkpoints
 from waal_jax import loop
+from waal_jax import seeds
 from waal_jax import strategies
 
 
@@ -231,15 +232,15 @@ def test_a_vmapped_batch_killed_between_epochs_resumes_after_its_saved_epoch(cac
   def workdirs(name):
     return [str(tmp_path / name / f"seed_{seed}") for seed in (5, 6)]
 
-  uninterrupted = loop.run_vmapped(configs, workdirs("uninterrupted"), lambda _: None,
+  uninterrupted = seeds.run_vmapped(configs, workdirs("uninterrupted"), lambda _: None,
                                    progress_seconds=-1)
   # What makes this case: seed 5 stops in round 1 before seed 6.
   assert [r["rounds"][1]["epochs_trained"] for r in uninterrupted] == [2, 4]
   with pytest.raises(_Killed):
-    loop.run_vmapped(configs, workdirs("killed"), _killed_at("epoch 3/4", []),
+    seeds.run_vmapped(configs, workdirs("killed"), _killed_at("epoch 3/4", []),
                      progress_seconds=0)
   lines = []
-  resumed = loop.run_vmapped(configs, workdirs("killed"), lines.append, progress_seconds=0)
+  resumed = seeds.run_vmapped(configs, workdirs("killed"), lines.append, progress_seconds=0)
   saved = [os.path.join(d, "round_progress.msgpack") for d in workdirs("killed")]
   assert ("seed 5:   resuming the round's training after epoch 2 (saved in "
           f"{', '.join(saved)})") in lines
@@ -266,7 +267,7 @@ def test_epochs_added_per_round_train_each_round_longer_alone_and_vmapped(cache_
   alone = loop.run(configs[0], str(tmp_path / "alone"), lines.append, progress_seconds=-1)
   assert [r["epochs_trained"] for r in alone["rounds"]] == [1, 3]
   assert "  epoch 3/3" in [line.split(":")[0] for line in lines]
-  vmapped = loop.run_vmapped(configs, [str(tmp_path / "vmapped" / f"seed_{s}") for s in (5, 6)],
+  vmapped = seeds.run_vmapped(configs, [str(tmp_path / "vmapped" / f"seed_{s}") for s in (5, 6)],
                              lambda _: None, progress_seconds=-1)
   assert [[r["epochs_trained"] for r in one["rounds"]] for one in vmapped] == [[1, 3], [1, 3]]
   assert report.find_runs([str(tmp_path / "alone")])[0].protocol.endswith(

@@ -8,7 +8,6 @@ the training is saved between epochs (checkpoints.RoundProgress), at most every
 `progress_seconds`, and the rerun continues it from there.
 """
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -38,7 +37,7 @@ RESULTS_FILE = "results.json"
 PROGRESS_SECONDS = 60.0
 
 
-def _config_dict(config) -> dict:
+def config_dict(config) -> dict:
   return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
@@ -158,73 +157,6 @@ def build(config, log: Callable[[str], None] = logging.info,
                     parts.trainer.device_data(splits, pool.images), pool)
 
 
-def seed_workdir(workdir: str, seed: int) -> str:
-  return os.path.join(workdir, f"seed_{seed}")
-
-
-def run_seeds(config, workdir: str, log: Optional[Callable[[str], None]] = None) -> List[dict]:
-  """Runs (or resumes) `config.seeds` repetitions with seeds seed, seed+1, ...
-
-  With one seed the run goes into `workdir` itself; with several, repetition k goes
-  into workdir/seed_<seed+k> (each a complete, resumable run, so rerunning with more
-  seeds keeps the finished ones): one after another, or `parallel_seeds` at once, as
-  `parallel_seeds_mode` says: pinned CPU processes (waal_jax.seed_pool) or one program
-  with the seed axis vmapped (run_vmapped); the results are the same either way.
-  Returns each finished repetition's results.json content.
-  """
-  log = log or logging.info
-  settings = settings_lib.resolve(config)
-  if settings.seeds == 1:
-    return [run(config, workdir, log)]
-  if os.path.exists(os.path.join(workdir, checkpoints.OWNER_FILE)):
-    raise UserError(f"--workdir={workdir} holds a single run; give the {settings.seeds} "
-                    "seeds a new workdir")
-  repetitions = {}
-  for k in range(settings.seeds):
-    one = config.copy_and_resolve_references()
-    one.seed = settings.seed + k
-    one.seeds = 1     # Each repetition is a plain run: a later, larger `seeds` adds to the tree.
-    one.parallel_seeds, one.parallel_seeds_mode = 1, "auto"   # (trees of either way agree)
-    repetitions[one.seed] = one
-  if settings.parallel_seeds > 1:
-    for seed, one in repetitions.items():   # Refuse a mismatched tree before starting any.
-      checkpoints.check_workdir(seed_workdir(workdir, seed), _config_dict(one))
-    mode = settings.parallel_seeds_mode
-    if mode == "auto":
-      mode = "processes" if jax.default_backend() == "cpu" else "vmap"
-    if mode == "processes":
-      return _run_seeds_at_once(repetitions, workdir, settings.parallel_seeds, log)
-    seeds, shared = list(repetitions), {}
-    everything = []
-    for start in range(0, len(seeds), settings.parallel_seeds):
-      group = seeds[start:start + settings.parallel_seeds]
-      log(f"seeds {', '.join(map(str, group))} vmapped in one program")
-      everything += run_vmapped([repetitions[s] for s in group],
-                                [seed_workdir(workdir, s) for s in group], log, shared)
-    return everything
-  everything, shared = [], {}
-  for k, (seed, one) in enumerate(repetitions.items()):
-    log(f"seed {seed} ({k + 1} of {settings.seeds}) in {seed_workdir(workdir, seed)}")
-    everything.append(run(one, seed_workdir(workdir, seed), log, shared))
-  return everything
-
-
-def _run_seeds_at_once(repetitions: dict, workdir: str, processes: int, log) -> List[dict]:
-  from waal_jax import seed_pool  # pylint: disable=g-import-not-at-top
-  jobs = {f"seed {seed}": (_config_dict(one), seed_workdir(workdir, seed))
-          for seed, one in repetitions.items()}
-  failed = seed_pool.run_parallel(jobs, processes, log)
-  if failed:
-    seeds = ", ".join(label.split()[-1] for label in failed)
-    raise UserError(f"seed(s) {seeds} failed (see their lines above); "
-                    "the others finished; rerun the same command to resume")
-  everything = []
-  for seed in repetitions:
-    with open(os.path.join(seed_workdir(workdir, seed), RESULTS_FILE)) as f:
-      everything.append(json.load(f))
-  return everything
-
-
 @dataclasses.dataclass
 class LoopState:
   """Where a run stands: the next round, the labels bought so far, the history."""
@@ -309,16 +241,16 @@ def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log,
   """Trains (continuing what `progress` saved of this round), tests and (but in the
   last round) queries; returns (record, network)."""
   train_key, query_key = jax.random.split(key)
-  _log_round_start(exp, round_index, labeled, log)
+  log_round_start(exp, round_index, labeled, log)
   try:
     fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log,
                           progress=progress, round_index=round_index)
   except train_lib.Diverged as e:
-    raise _diverged(exp, round_index, e) from None
-  return _finish_round(exp, round_index, query_key, labeled, fit)
+    raise diverged_error(exp, round_index, e) from None
+  return test_and_query(exp, round_index, query_key, labeled, fit)
 
 
-def _diverged(exp: Experiment, round_index: int, error: train_lib.Diverged,
+def diverged_error(exp: Experiment, round_index: int, error: train_lib.Diverged,
               which: str = "") -> UserError:
   """A config whose training diverges is refused in one line. Nothing of the round was
   written; the run is deterministic, so the same command would diverge again."""
@@ -331,13 +263,13 @@ def _diverged(exp: Experiment, round_index: int, error: train_lib.Diverged,
       f"and use another --workdir ({kept}; the same command would diverge again)")
 
 
-def _log_round_start(exp: Experiment, round_index: int, labeled: np.ndarray, log) -> None:
+def log_round_start(exp: Experiment, round_index: int, labeled: np.ndarray, log) -> None:
   pool_count = len(exp.splits.pool_labels)
   log(f"round {round_index}/{exp.al.rounds}: training on {len(labeled)} labels "
       f"({pool_count - len(labeled)} unlabeled)")
 
 
-def _finish_round(exp: Experiment, round_index: int, query_key, labeled: np.ndarray,
+def test_and_query(exp: Experiment, round_index: int, query_key, labeled: np.ndarray,
                   fit: train_lib.FitResult) -> tuple:
   """Tests the round's network and (but in the last round) queries with it; returns
   (record, network)."""
@@ -359,7 +291,7 @@ def _finish_round(exp: Experiment, round_index: int, query_key, labeled: np.ndar
       "query_seconds": query_seconds,
       "queried_indices": queried.tolist(),
       # Provenance: how the bought batch spreads over the classes (a person's labels:
-      # filled in once they come, see _OpenRun.take_human_labels).
+      # filled in once they come, see OpenRun.take_human_labels).
       "queried_class_counts": (None if exp.al.oracle == "human" else np.bincount(
           exp.splits.pool_labels[queried], minlength=exp.splits.spec.num_classes).tolist()),
       "eval_seconds": eval_seconds,
@@ -373,7 +305,7 @@ def _finish_round(exp: Experiment, round_index: int, query_key, labeled: np.ndar
   return record, fit.variables
 
 
-class _OpenRun:
+class OpenRun:
   """One run's workdir, experiment and progress: locked, claimed, resumed, and advanced
   round by round (each finished round is checkpointed and written to results.json);
   `close` (or the end of a `with`) releases it."""
@@ -383,7 +315,7 @@ class _OpenRun:
     self.lead = jax.process_index() == 0
     self.log = log if self.lead else (lambda _: None)
     settings_lib.resolve(config)     # A bad field is refused before the workdir is read.
-    self.workdir, self.config_dict = workdir, _config_dict(config)
+    self.workdir, self.config_dict = workdir, config_dict(config)
     # One run at a time per workdir, from before anything in it is read to the end.
     self.lock = checkpoints.WorkdirLock(workdir, self.log) if self.lead else None
     self.store = None
@@ -501,7 +433,7 @@ class _OpenRun:
       if self.lock is not None:
         self.lock.release()
 
-  def __enter__(self) -> "_OpenRun":
+  def __enter__(self) -> "OpenRun":
     return self
 
   def __exit__(self, *exc_info) -> None:
@@ -509,14 +441,16 @@ class _OpenRun:
 
 
 def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
-        shared: Optional[dict] = None, progress_seconds: float = PROGRESS_SECONDS) -> dict:
+        shared: Optional[dict] = None, progress_seconds: float = PROGRESS_SECONDS,
+        max_rounds: Optional[int] = None) -> dict:
   """Runs (or resumes) the experiment described by `config` in `workdir`.
 
   Returns the content of results.json. Bad input raises errors.UserError. `shared`:
   see `build`. `progress_seconds`: how often a round's training is saved between
   epochs (0: after every epoch; negative: never, so a rerun trains the round again).
+  `max_rounds`: stop (resumable) after this many rounds in this call; None = to the end.
   """
-  with _OpenRun(config, workdir, log or logging.info, shared) as one:
+  with OpenRun(config, workdir, log or logging.info, shared) as one:
     for round_index in one.rounds_left:
       key = one.round_key(round_index)
       progress = None
@@ -532,54 +466,6 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
       if one.waits_for_labels:      # A person labels this round's query; the run stops.
         one.log(one.ask_for_labels(record))
         break
+      if max_rounds is not None and one.rounds_finished_here >= max_rounds:
+        break
     return one.results
-
-
-def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
-                shared: Optional[dict] = None,
-                progress_seconds: float = PROGRESS_SECONDS) -> List[dict]:
-  """Runs (or resumes) several seeds in one program, their training `vmap`ped over a
-  seed axis (train.SeedBatchTrainer); queries and evaluation run seed by seed. Seeds
-  that stand at different rounds (an interrupted mixed tree) run one after another.
-  Each seed's part of the batch's training is saved in its workdir as `run` saves it."""
-  shared = {} if shared is None else shared    # One compilation serves every seed.
-  with contextlib.ExitStack() as opened:
-    runs = [opened.enter_context(_OpenRun(config, workdir, _prefixed(log, config.seed), shared))
-            for config, workdir in zip(configs, workdirs)]
-    if len({tuple(one.rounds_left) for one in runs}) > 1:
-      log("the seeds stand at different rounds: running them one after another")
-      opened.close()
-      return [run(config, workdir, _prefixed(log, config.seed), shared, progress_seconds)
-              for config, workdir in zip(configs, workdirs)]
-    trainer = runs[0].exp.trainer                  # (the same object for every seed)
-    batch = shared.setdefault(("seed batch", id(trainer)), train_lib.SeedBatchTrainer(trainer))
-    data = batch.stack_data([one.exp.device_data for one in runs])
-    for round_index in runs[0].rounds_left:
-      keys = [jax.random.split(one.round_key(round_index)) for one in runs]
-      for one in runs:
-        _log_round_start(one.exp, round_index, one.state.labeled, one.log)
-      progress = None
-      if progress_seconds >= 0 and jax.process_count() == 1:
-        seeds = ", ".join(str(config.seed) for config in configs)
-        progress = [checkpoints.RoundProgress(one.workdir, round_index, one.state.labeled,
-                                              one.round_key(round_index), progress_seconds,
-                                              one.log, seed_batch=seeds) for one in runs]
-      try:
-        fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],
-                         runs[0].exp.al.query_size, [one.log for one in runs], progress,
-                         round_index)
-      except train_lib.Diverged as e:
-        raise _diverged(runs[e.seed_index].exp, round_index, e,
-                        f"seed {configs[e.seed_index].seed}: ") from None
-      for one, key, fit in zip(runs, keys, fits):
-        record, variables = _finish_round(one.exp, round_index, key[1], one.state.labeled, fit)
-        # Its train_seconds are the whole batch's: a report divides them among these seeds.
-        record["trained_with_seeds"] = [config.seed for config in configs]
-        one.finish_round(round_index, record, variables)
-      for saver in progress or []:
-        saver.discard()
-    return [one.results for one in runs]
-
-
-def _prefixed(log, seed: int):
-  return lambda message: log(f"seed {seed}: {message}")
