@@ -31,7 +31,7 @@ from waal_jax import train as train_lib
 from waal_jax.errors import UserError
 from waal_jax.models import Model
 
-UNLABELED = -1          # a pool label not known (yet)
+UNLABELED = data_lib.UNKNOWN_LABEL   # a pool label not known (yet): -1
 _STATE_FILE = "learner.json"
 
 
@@ -110,8 +110,7 @@ class ActiveLearner:
     self.seed = int(seed)
     self._root_key = jax.random.key(self.seed)
     shape = self.pool.shape[1:]
-    template = model.init(jax.random.key(0), shape)
-    self.num_classes = model.output_shape(template["params"])
+    self.num_classes = model.num_outputs(shape)
     self.strategy_name = strategy
     query = settings_lib.QuerySettings.of(strategy, query_batch_size, **(query_options or {}))
     self.train_settings = self._train_settings(train, strategy, validation is not None)

@@ -10,6 +10,7 @@ channel dropout, and batch norm with PyTorch's momentum, epsilon and unbiased ru
 variance. tests/test_torch_parity.py checks a training step against PyTorch.
 """
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -535,9 +536,15 @@ class Model:
                       f"{' '.join(str(e).split())[:300]}") from None
     return dict(variables)
 
-  def output_shape(self, params) -> int:
-    """The number of classes the classifier predicts."""
-    return jax.tree.leaves(params["classifier"])[-1].shape[-1]
+  def num_outputs(self, input_shape) -> int:
+    """The number of classes the classifier predicts for inputs of `input_shape`
+    (traced, not computed; the contract's checks of `init` run on the way)."""
+    def logits(key):
+      variables = self.init(key, input_shape)
+      z, _ = self.embed(variables["params"], variables["batch_stats"],
+                        jnp.zeros((2, *input_shape), jnp.float32))
+      return self.logits(variables["params"], z)
+    return jax.eval_shape(logits, jax.random.key(0)).shape[-1]
 
   def embed(self, params, batch_stats, images, *, train: bool = False, dropout_key=None,
             mask=None):
@@ -552,8 +559,9 @@ class Model:
     rngs = {"dropout": dropout_key} if train and dropout_key is not None else None
     kwargs = _mode_kwargs(self.extractor, train, mask if train else None)
     if train and batch_stats:
-      with nn.intercept_methods(_batch_norm_mask(mask if mask is not None else
-                                                 jnp.ones(images.shape[:1], bool))):
+      masked = (nn.intercept_methods(_batch_norm_mask(mask)) if mask is not None else
+                contextlib.nullcontext())
+      with masked:
         z, updates = self.extractor.apply(variables, images, rngs=rngs,
                                           mutable=["batch_stats"], **kwargs)
       return z, updates["batch_stats"]
