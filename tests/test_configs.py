@@ -139,3 +139,9 @@ def test_the_committed_campaign_resumes_under_today_s_config():
     workdir = os.path.join(root, arm, "seed_0")
     owned = checkpoints.check_workdir(workdir, config.to_dict())
     assert owned, (arm, workdir, sorted(os.listdir(workdir)) if os.path.isdir(workdir) else None)
+
+
+def test_the_strategy_field_s_help_names_every_strategy():
+  from waal_jax import strategies  # pylint: disable=g-import-not-at-top
+  help_text = dict(settings.schema())["query.strategy"].help
+  assert all(name in help_text for name in strategies.names())

@@ -151,3 +151,71 @@ def test_save_and_restore_continue_with_the_same_picks(tmp_path):
   assert restored.labeled.tolist() == list(range(6)) + first.tolist()
   restored.fit()
   np.testing.assert_array_equal(restored.query(), expected)
+
+
+def test_margin_on_plain_log_probabilities_picks_the_closest_calls():
+  probs = np.array([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.55, 0.45], [0.7, 0.3]])
+  labeled = np.array([False, False, True, False, False])
+  # Margins 0.8, 0.0, (0.2, labeled), 0.1, 0.4: the two smallest unlabeled are 1 and 3.
+  picks = waal_jax.strategies.query("margin", 2, log_probs=np.log(probs), labeled=labeled)
+  assert picks.tolist() == [1, 3]
+
+
+@pytest.mark.parametrize("strategy", ["margin", "waal", "coreset", "entropy"])
+def test_a_strategy_picks_the_same_from_arrays_as_from_the_model(strategy):
+  """The outputs a user computes and passes in take the model's path: same picks."""
+  learner = _learner(strategy=strategy)
+  learner.fit()
+  picks = learner.query(7)
+  keys = jax.random.split(jax.random.key(0), len(learner.pool))
+  outputs = learner.strategy.batch_outputs(learner.variables, jnp.asarray(learner.pool), keys)
+  is_labeled = learner.labels >= 0
+  from_arrays = waal_jax.strategies.query(
+      strategy, 7, labeled=is_labeled, **{k: np.asarray(v) for k, v in outputs.items()})
+  np.testing.assert_array_equal(from_arrays, picks)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda lp: waal_jax.strategies.query("margin", 2, log_probs=np.exp(lp)),
+     r"log_probs: rows must be log-probabilities"),
+    (lambda lp: waal_jax.strategies.query("waal", 2, log_probs=lp),
+     r"query\('waal'\): takes log_probs .* critic .*; critic missing"),
+    (lambda lp: waal_jax.strategies.query("deepfool", 2, log_probs=lp),
+     r"query\('deepfool'\): needs the model itself"),
+    (lambda lp: waal_jax.strategies.query("margin", 9, log_probs=lp),
+     r"k=9: must be an integer in 1..6"),
+    (lambda lp: waal_jax.strategies.query("margin", 2, log_probs=lp, labeled=np.ones(5, bool)),
+     r"labeled: expected 6 booleans"),
+])
+def test_misused_array_queries_are_one_user_error(call, message):
+  log_probs = np.log(np.full((6, 3), 1 / 3))
+  with pytest.raises(UserError, match=message):
+    call(log_probs)
+
+
+def test_a_strategy_of_one_class_is_a_config_field_an_array_query_and_a_learner_query():
+  """A plugin: its options join the settings schema, and both paths reach its choose."""
+  from waal_jax import fields, settings  # pylint: disable=g-import-not-at-top
+  from waal_jax.strategies import base  # pylint: disable=g-import-not-at-top
+
+  class LowestCritic(base.ScoreStrategy):
+    name = "lowest_critic_test"
+    needs_critic = True
+    inputs = ("critic",)
+    config_fields = {"critic_sign": fields.Option(1.0, fields.Float(-1.0, 1.0), "test: sign")}
+
+    def scores(self, outputs):
+      return self.options["critic_sign"] * outputs["critic"]
+
+  base.register(LowestCritic)
+  try:
+    assert settings.default("query.critic_sign") == 1.0
+    picks = waal_jax.strategies.query("lowest_critic_test", 2,
+                                      critic=np.array([0.9, 0.1, 0.5, 0.2]),
+                                      options={"critic_sign": -1.0})
+    assert picks.tolist() == [0, 2]
+    learner = _learner(strategy="lowest_critic_test")
+    learner.fit()
+    assert len(set(learner.query(3).tolist())) == 3
+  finally:
+    del base._REGISTRY["lowest_critic_test"]  # pylint: disable=protected-access

@@ -12,7 +12,7 @@ attributes); it never reads flags.
 
 import dataclasses
 import types
-from typing import Any, Iterator, Mapping, Tuple
+from typing import Iterator, Tuple
 
 import ml_collections
 
@@ -170,28 +170,8 @@ class ALSettings:
     return self.initial_labeled + self.rounds * self.query_size
 
 
-@dataclasses.dataclass(frozen=True)
-class QuerySettings:
-  """The strategy and its options (each strategy declares its own: `config_fields`)."""
-  strategy: str = setting("waal", Text(), "the query strategy: " + ", ".join(
-      strategies.names()))
-  batch_size: int = setting(256, Int(1), "pool examples scored per call and device (on CPU "
-                            "256 stays in cache)")
-  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)   # the strategy's own
-
-  @classmethod
-  def of(cls, strategy: str, batch_size: int = 256, **options) -> "QuerySettings":
-    """The settings of `strategy`: its options checked, the ones not given at their
-    defaults; an option it does not have is refused."""
-    known = strategies.get(strategy).config_fields
-    for name in options:
-      if name not in known:
-        raise UserError(f"query.{name}: not an option of query.strategy={strategy} (it has "
-                        f"{', '.join(known) or 'none'})")
-    checked = {name: option.check.check(f"query.{name}", options.get(name, option.default))
-               for name, option in known.items()}
-    return cls(strategy, Int(1).check("query.batch_size", batch_size),
-               types.MappingProxyType(checked))
+# The strategy and its options; with the strategies, which it checks.
+QuerySettings = strategies.QuerySettings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,19 +1,22 @@
-"""Query strategies, chosen by name (`query.strategy`). Importing this package registers them."""
+"""Query strategies, chosen by name (`query.strategy`). Importing this package registers them.
 
-# Each module registers its strategies on import.
-from waal_jax.strategies import badge  # noqa: F401
-from waal_jax.strategies import bald  # noqa: F401
-from waal_jax.strategies import batchbald  # noqa: F401
-from waal_jax.strategies import deepfool  # noqa: F401
-from waal_jax.strategies import diversity  # noqa: F401
-from waal_jax.strategies import probcover  # noqa: F401
-from waal_jax.strategies import random_sampling  # noqa: F401
-from waal_jax.strategies import typiclust  # noqa: F401
-from waal_jax.strategies import uncertainty  # noqa: F401
-from waal_jax.strategies import waal  # noqa: F401
-from waal_jax.strategies.base import (PoolScorer, ScoringPool, Strategy, all_options, create,
-                                      get, names, register, scoring_pool,
-                                      smallest_selectable, smallest_unlabeled)
+A new strategy is one module in this folder: it defines a `base.Strategy` subclass
+with `@base.register` (its name, its options, the model outputs it reads, `choose`),
+and is imported, and so registered, by the loop below.
+"""
 
-__all__ = ["PoolScorer", "ScoringPool", "Strategy", "all_options", "create", "get", "names",
-           "register", "scoring_pool", "smallest_selectable", "smallest_unlabeled"]
+import importlib
+import pkgutil
+
+from waal_jax.strategies.arrays import query
+from waal_jax.strategies.base import (OUTPUTS, PoolScorer, QuerySettings, ScoringPool,
+                                      Strategy, all_options, create, get, names, register,
+                                      scoring_pool, smallest_selectable, smallest_unlabeled)
+
+# Every module of the package, in name order (which fixes the order of the options).
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+  importlib.import_module(f"{__name__}.{_module}")
+
+__all__ = ["OUTPUTS", "PoolScorer", "QuerySettings", "ScoringPool", "Strategy", "all_options",
+           "create", "get", "names", "query", "register", "scoring_pool",
+           "smallest_selectable", "smallest_unlabeled"]

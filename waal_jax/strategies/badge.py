@@ -76,21 +76,19 @@ def kmeans_pp_seeds(a, h, selectable, key, *, k: int):
 class Badge(base.Strategy):
   name = "badge"
 
+  inputs = ("log_probs", "last_layer_input")
+
   def __init__(self, nets, spec, query, mesh):
     super().__init__(nets, spec, query, mesh)
-
-    def factors(variables, x, keys):
-      del keys
-      params = variables["params"]
-      z, _ = nets.embed(params, variables["batch_stats"], x)
-      a = gradient_factors(jax.nn.log_softmax(nets.logits(params, z)))
-      return {"a": a, "h": nets.last_layer_input(params, z)}
-
-    self.factors = base.PoolScorer(factors, spec, mesh, query.batch_size)
+    self.outputs = base.PoolScorer(self.batch_outputs, spec, mesh, query.batch_size)
 
   def select(self, key, variables, pool, is_labeled, query_size):
+    return self.choose(self.outputs(variables, pool), is_labeled, key, query_size)
+
+  def choose(self, outputs, is_labeled, key, query_size):
     # The factors, (M, C) and (M, hidden), whole on one device (see sharding.on_one_device).
-    f, selectable, key = sharding.on_one_device(
-        (self.factors(variables, pool), pool.selectable(is_labeled), key))
-    picks = kmeans_pp_seeds(f["a"], f["h"], selectable, key, k=query_size)
-    return sharding.to_host(picks)
+    rows = outputs["log_probs"].shape[0]
+    a, h, selectable, key = sharding.on_one_device(
+        (gradient_factors(outputs["log_probs"]), outputs["last_layer_input"],
+         base.selectable_rows(self.mesh, rows, is_labeled), key))
+    return sharding.to_host(kmeans_pp_seeds(a, h, selectable, key, k=query_size))

@@ -8,7 +8,6 @@ training mode). Without extractor dropout the features are computed once and onl
 head runs T times. All on the device, in the same batches as the other scorers.
 """
 
-import jax
 import jax.numpy as jnp
 
 from waal_jax import fields
@@ -33,18 +32,7 @@ class DBAL(base.ScoreStrategy):
   name = "dbal"
   config_fields = {"mc_samples": MC_SAMPLES}
 
-  def example_scores(self, variables, x, keys):
-    params, batch_stats = variables["params"], variables["batch_stats"]
-    z, _ = self.nets.embed(params, batch_stats, x)
+  inputs = ("mc_log_probs",)
 
-    def one_pass(t):
-      # Dropout masks drawn per example from its own key: the same on any device count.
-      def one_example(x_i, z_i, key_i):
-        extractor_key, head_key = jax.random.split(jax.random.fold_in(key_i, t))
-        z_i = self.nets.dropout_features(params, batch_stats, x_i, z_i, extractor_key)
-        logits = self.nets.logits(params, z_i[None], mc=True, dropout_key=head_key)
-        return jax.nn.log_softmax(logits[0])
-      return jax.vmap(one_example)(x, z, keys)                       # (B, K)
-
-    samples = jax.vmap(one_pass)(jnp.arange(self.options["mc_samples"]))   # (T, B, K)
-    return -bald_scores(samples)   # The largest disagreement first.
+  def scores(self, outputs):
+    return -bald_scores(jnp.swapaxes(outputs["mc_log_probs"], 0, 1))   # largest first

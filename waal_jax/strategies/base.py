@@ -10,7 +10,8 @@ whole scoring batches (M >= N examples); the padding is never selectable.
 
 import dataclasses
 import functools
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type
+import types
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 import jax
 import jax.numpy as jnp
@@ -38,9 +39,26 @@ class ScoringPool:
 
   def selectable(self, is_labeled: np.ndarray) -> jax.Array:
     """(M,) bool on the devices: True for unlabeled real examples."""
-    mask = np.zeros(self.padded_count, bool)
-    mask[:self.count] = ~np.asarray(is_labeled, bool)
-    return sharding.replicate(self.mesh, mask)
+    return selectable_rows(self.mesh, self.padded_count, is_labeled)
+
+
+def selectable_rows(mesh, rows: int, is_labeled: np.ndarray) -> jax.Array:
+  """(rows,) bool on the devices: True for the unlabeled examples of is_labeled (N,);
+  rows N.. are padding, never selectable."""
+  mask = np.zeros(rows, bool)
+  mask[:len(is_labeled)] = ~np.asarray(is_labeled, bool)
+  return sharding.replicate(mesh, mask)
+
+
+# What a strategy may read of a model (`Strategy.inputs`), as arrays with one row per
+# pool example; `waal_jax.strategies.query` takes them precomputed.
+OUTPUTS = {
+    "log_probs": "(N, classes) log-probabilities",
+    "mc_log_probs": "(N, T, classes) log-probabilities of T MC-dropout passes",
+    "embeddings": "(N, D) features",
+    "critic": "(N,) WAAL critic values g(x) in [0, 1]",
+    "last_layer_input": "(N, H) the input of the classifier's last dense layer",
+}
 
 
 def scoring_pool(mesh, images: np.ndarray, batch_per_device: int,
@@ -59,10 +77,18 @@ def scoring_pool(mesh, images: np.ndarray, batch_per_device: int,
 
 
 class Strategy:
-  """Chooses `query_size` unlabeled pool examples. Subclasses implement `select`."""
+  """Chooses `query_size` unlabeled pool examples.
+
+  A strategy declares the model outputs it reads (`inputs`, names of OUTPUTS) and
+  implements `choose` on them; `select` computes them over the pool with the model
+  contract and calls `choose`, and `waal_jax.strategies.query` calls `choose` on
+  arrays the user computed. A strategy that needs the model itself (DeepFool) has
+  `inputs = None` and implements `select`.
+  """
   name = ""
   needs_critic = False   # True if the strategy reads the adversarially trained critic
   config_fields: Mapping[str, fields.Option] = {}   # query.<name> -> default, check, help
+  inputs: Optional[Tuple[str, ...]] = ()            # the OUTPUTS `choose` reads
 
   def __init__(self, nets: Networks, spec: data_lib.DatasetSpec, query, mesh):
     """`query`: settings.QuerySettings (batch_size, and this strategy's options)."""
@@ -84,6 +110,46 @@ class Strategy:
              query_size: int) -> np.ndarray:
     """Pool indices (query_size,), distinct, none labeled; is_labeled is (N,) bool."""
     raise NotImplementedError
+
+  def choose(self, outputs: Dict[str, jax.Array], is_labeled: np.ndarray, key,
+             query_size: int) -> np.ndarray:
+    """The picks from the model outputs `inputs` names, each with M >= N rows on the
+    devices (rows N.. are padding and never chosen); is_labeled is (N,) bool."""
+    raise NotImplementedError
+
+  def batch_outputs(self, variables, x, keys) -> Dict[str, jax.Array]:
+    """The outputs `inputs` names for a batch of normalised inputs x (B, ...), through
+    the model contract; `keys` (B,) draw each example's MC-dropout masks."""
+    nets, params = self.nets, variables["params"]
+    z, _ = nets.embed(params, variables["batch_stats"], x)
+    outputs = {}
+    for name in self.inputs:
+      if name == "log_probs":
+        outputs[name] = jax.nn.log_softmax(nets.logits(params, z))
+      elif name == "critic":
+        outputs[name] = nets.critic_value(params["critic"], z)
+      elif name == "embeddings":
+        outputs[name] = z
+      elif name == "last_layer_input":
+        outputs[name] = nets.last_layer_input(params, z)
+      elif name == "mc_log_probs":
+        outputs[name] = self._mc_log_probs(params, variables["batch_stats"], x, z, keys)
+      else:
+        raise ValueError(f"unknown model output {name!r}")
+    return outputs
+
+  def _mc_log_probs(self, params, batch_stats, x, z, keys):
+    """(B, T, C): T passes with every dropout layer on, the masks of each example drawn
+    from its own key (the same on any device count)."""
+    def one_pass(t):
+      def one_example(x_i, z_i, key_i):
+        extractor_key, head_key = jax.random.split(jax.random.fold_in(key_i, t))
+        z_i = self.nets.dropout_features(params, batch_stats, x_i, z_i, extractor_key)
+        logits = self.nets.logits(params, z_i[None], mc=True, dropout_key=head_key)
+        return jax.nn.log_softmax(logits[0])
+      return jax.vmap(one_example)(x, z, keys)                         # (B, C)
+    samples = jax.vmap(one_pass)(jnp.arange(self.options["mc_samples"]))   # (T, B, C)
+    return jnp.swapaxes(samples, 0, 1)
 
   def check_pool(self, pool: ScoringPool) -> None:
     """Raises errors.UserError if this strategy cannot query `pool` (checked when a run
@@ -122,6 +188,32 @@ def get(name: str) -> Type[Strategy]:
     raise UserError(f"query.strategy={name!r}: unknown strategy; choose one of "
                     f"{', '.join(names())}")
   return _REGISTRY[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class QuerySettings:
+  """The strategy and its options (each strategy declares its own: `config_fields`);
+  part of the settings schema (waal_jax.settings)."""
+  strategy: str = fields.setting("waal", fields.Text(), "the query strategy: waal, random, "
+                                 "least_confidence, margin, entropy, kmedian, coreset, dbal, "
+                                 "deepfool, badge, batchbald, typiclust, probcover")
+  batch_size: int = fields.setting(256, fields.Int(1), "pool examples scored per call and "
+                                   "device (on CPU 256 stays in cache)")
+  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)   # the strategy's own
+
+  @classmethod
+  def of(cls, strategy: str, batch_size: int = 256, **options) -> "QuerySettings":
+    """The settings of `strategy`: its options checked, the ones not given at their
+    defaults; an option it does not have is refused."""
+    known = get(strategy).config_fields
+    for name in options:
+      if name not in known:
+        raise UserError(f"query.{name}: not an option of query.strategy={strategy} (it has "
+                        f"{', '.join(known) or 'none'})")
+    checked = {name: option.check.check(f"query.{name}", options.get(name, option.default))
+               for name, option in known.items()}
+    return cls(strategy, fields.Int(1).check("query.batch_size", batch_size),
+               types.MappingProxyType(checked))
 
 
 def create(nets: Networks, spec: data_lib.DatasetSpec, query, mesh) -> Strategy:
@@ -177,23 +269,27 @@ def smallest_unlabeled(scores, is_labeled, *, k: int):
 class ScoreStrategy(Strategy):
   """A strategy that scores every example on its own and takes the smallest scores.
 
-  Subclasses define `example_scores(variables, x, keys) -> (B,)`: smaller = query first.
+  Subclasses define `scores(outputs) -> (B,)` on their `inputs`: smaller = query
+  first. Over the pool the scores are computed batch by batch, so the outputs of the
+  whole pool (e.g. T MC-dropout draws) never need to be held at once.
   """
 
   def __init__(self, nets, spec, query, mesh):
     super().__init__(nets, spec, query, mesh)
     self.scorer = PoolScorer(self.example_scores, spec, mesh, query.batch_size)
 
-  def example_scores(self, variables, x, keys):
+  def scores(self, outputs: Dict[str, jax.Array]) -> jax.Array:
     raise NotImplementedError
+
+  def example_scores(self, variables, x, keys):
+    return self.scores(self.batch_outputs(variables, x, keys))
 
   def select(self, key, variables, pool, is_labeled, query_size):
     scores = self.scorer(variables, pool, key)
     chosen = smallest_selectable(scores, pool.selectable(is_labeled), k=query_size)
     return sharding.to_host(chosen)
 
-  def log_probs(self, variables, x):
-    """log p(y|x) (B, K) in evaluation mode."""
-    params = variables["params"]
-    z, _ = self.nets.embed(params, variables["batch_stats"], x)
-    return jax.nn.log_softmax(self.nets.logits(params, z))
+  def choose(self, outputs, is_labeled, key, query_size):
+    scores = self.scores(outputs)
+    selectable = selectable_rows(self.mesh, scores.shape[0], is_labeled)
+    return sharding.to_host(smallest_selectable(scores, selectable, k=query_size))

@@ -224,6 +224,7 @@ def saturation_note(information: np.ndarray, samples: int) -> str:
 @base.register
 class BatchBALD(base.Strategy):
   name = "batchbald"
+  inputs = ("mc_log_probs",)   # (over the pool: one set of masks for every example)
   config_fields = {
       "mc_samples": bald.MC_SAMPLES,
       "batchbald_configurations": fields.Option(1024, fields.Int(1), "batchbald: label "
@@ -253,12 +254,16 @@ class BatchBALD(base.Strategy):
 
   def select(self, key, variables, pool, is_labeled, query_size):
     dropout_key, greedy_key = jax.random.split(key)
+    return self.choose({"mc_log_probs": self.mc_log_probs(variables, pool, dropout_key)},
+                       is_labeled, greedy_key, query_size)
+
+  def choose(self, outputs, is_labeled, key, query_size):
+    rows = outputs["mc_log_probs"].shape[0]
     log_probs, selectable, greedy_key = sharding.on_one_device(
-        (self.mc_log_probs(variables, pool, dropout_key), pool.selectable(is_labeled),
-         greedy_key))
-    candidates = jnp.arange(pool.padded_count)
+        (outputs["mc_log_probs"], base.selectable_rows(self.mesh, rows, is_labeled), key))
+    candidates = jnp.arange(rows)
     if self.options["batchbald_candidates"]:
-      count = min(max(self.options["batchbald_candidates"], query_size), pool.padded_count)
+      count = min(max(self.options["batchbald_candidates"], query_size), rows)
       scores = bald.bald_scores(jnp.swapaxes(log_probs, 0, 1))
       candidates = base.smallest_selectable(-scores, selectable, k=count)
       log_probs, selectable = log_probs[candidates], selectable[candidates]

@@ -117,6 +117,7 @@ def deepfool_distances(logits_fn, x0, *, iterations: int, overshoot: float, clas
 @base.register
 class DeepFool(base.Strategy):
   name = "deepfool"
+  inputs = None   # it steps through the model itself
   config_fields = {
       "deepfool_iterations": fields.Option(50, fields.Int(1), "deepfool: most steps per "
                                            "example"),

@@ -54,15 +54,13 @@ class EmbeddingStrategy(base.Strategy):
   or (where the strategy declares `embeddings_file` and it is set) precomputed ones,
   e.g. of a self-supervised model, which this project cannot download."""
 
+  inputs = ("embeddings",)
+
   def __init__(self, nets, spec, query, mesh):
     super().__init__(nets, spec, query, mesh)
-
-    def embed(variables, x, keys):
-      del keys
-      z, _ = nets.embed(variables["params"], variables["batch_stats"], x)
-      return z
-
-    self.embeddings = base.PoolScorer(embed, spec, mesh, query.batch_size)   # (M, D)
+    self.embeddings = base.PoolScorer(                                     # (M, D)
+        lambda variables, x, keys: self.batch_outputs(variables, x, keys)["embeddings"],
+        spec, mesh, query.batch_size)
     path = self.options.get("embeddings_file", "")
     self._file_rows = load_embeddings_file(path) if path else None
 
@@ -86,6 +84,10 @@ class EmbeddingStrategy(base.Strategy):
     points = np.zeros((pool.padded_count, self._file_rows.shape[1]), np.float32)
     points[:pool.count] = self._file_rows[pool.source]
     return sharding.replicate(self.mesh, points)
+
+  def select(self, key, variables, pool, is_labeled, query_size):
+    return self.choose({"embeddings": self.pool_points(variables, pool)}, is_labeled, key,
+                       query_size)
 
 
 # --- Core-set (greedy k-center) -----------------------------------------------------
@@ -135,12 +137,12 @@ class CoreSet(EmbeddingStrategy):
   config_fields = {"chunk_size": fields.Option(1024, fields.Int(1), "coreset: labeled points "
                                               "per distance block")}
 
-  def select(self, key, variables, pool, is_labeled, query_size):
-    points = self.pool_points(variables, pool)
+  def choose(self, outputs, is_labeled, key, query_size):
+    points = outputs["embeddings"]
     labeled = np.flatnonzero(np.asarray(is_labeled))
     min_sq = min_sq_distances_to(points, labeled, self.options["chunk_size"])
-    picks = k_center_greedy(points, min_sq, pool.selectable(is_labeled), k=query_size)
-    return sharding.to_host(picks)
+    selectable = base.selectable_rows(self.mesh, points.shape[0], is_labeled)
+    return sharding.to_host(k_center_greedy(points, min_sq, selectable, k=query_size))
 
 
 # --- K-median -----------------------------------------------------------------------
@@ -261,8 +263,9 @@ class KMedian(EmbeddingStrategy):
   config_fields = {"kmedian_iterations": fields.Option(10, fields.Int(1), "kmedian: most "
                                                       "assignment + median updates")}
 
-  def select(self, key, variables, pool, is_labeled, query_size):
-    points = self.pool_points(variables, pool)
-    picks = k_median(self.mesh, points, pool.selectable(is_labeled), key, k=query_size,
+  def choose(self, outputs, is_labeled, key, query_size):
+    points = outputs["embeddings"]
+    selectable = base.selectable_rows(self.mesh, points.shape[0], is_labeled)
+    picks = k_median(self.mesh, points, selectable, key, k=query_size,
                      iterations=self.options["kmedian_iterations"])
     return sharding.to_host(picks)

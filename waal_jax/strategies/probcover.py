@@ -237,9 +237,9 @@ class ProbCover(diversity.EmbeddingStrategy):
       "kmeans_iterations": diversity.KMEANS_ITERATIONS,
       "embeddings_file": diversity.EMBEDDINGS_FILE}
 
-  def select(self, key, variables, pool, is_labeled, query_size):
-    selectable = ~np.asarray(is_labeled, bool)      # (N,): the real rows of pool.selectable
-    return probcover_picks(self.mesh, self.pool_points(variables, pool), is_labeled,
+  def choose(self, outputs, is_labeled, key, query_size):
+    selectable = ~np.asarray(is_labeled, bool)      # (N,): the real rows of the selectable
+    return probcover_picks(self.mesh, outputs["embeddings"], is_labeled,
                            selectable, key, query_size,
                            radius=self.options["probcover_radius"],
                            purity=self.options["probcover_purity"],

@@ -116,9 +116,9 @@ class TypiClust(diversity.EmbeddingStrategy):
       "kmeans_iterations": diversity.KMEANS_ITERATIONS,
       "embeddings_file": diversity.EMBEDDINGS_FILE}
 
-  def select(self, key, variables, pool, is_labeled, query_size):
-    selectable = ~np.asarray(is_labeled, bool)      # (N,): the real rows of pool.selectable
-    return typiclust_picks(self.mesh, self.pool_points(variables, pool), is_labeled,
+  def choose(self, outputs, is_labeled, key, query_size):
+    selectable = ~np.asarray(is_labeled, bool)      # (N,): the real rows of the selectable
+    return typiclust_picks(self.mesh, outputs["embeddings"], is_labeled,
                            selectable, key, query_size,
                            max_clusters=self.options["typiclust_max_clusters"],
                            neighbours=self.options["typiclust_neighbors"],

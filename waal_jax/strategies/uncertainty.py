@@ -28,21 +28,27 @@ def entropy(log_probs):
 class LeastConfidence(base.ScoreStrategy):
   name = "least_confidence"
 
-  def example_scores(self, variables, x, keys):
-    return least_confidence_scores(self.log_probs(variables, x))
+  inputs = ("log_probs",)
+
+  def scores(self, outputs):
+    return least_confidence_scores(outputs["log_probs"])
 
 
 @base.register
 class Margin(base.ScoreStrategy):
   name = "margin"
 
-  def example_scores(self, variables, x, keys):
-    return margin_scores(self.log_probs(variables, x))
+  inputs = ("log_probs",)
+
+  def scores(self, outputs):
+    return margin_scores(outputs["log_probs"])
 
 
 @base.register
 class Entropy(base.ScoreStrategy):
   name = "entropy"
 
-  def example_scores(self, variables, x, keys):
-    return -entropy(self.log_probs(variables, x))
+  inputs = ("log_probs",)
+
+  def scores(self, outputs):
+    return -entropy(outputs["log_probs"])

@@ -6,7 +6,6 @@ takes the smallest scores; a large critic value g(x) (unlike the labeled set) lo
 score and moves the example ahead.
 """
 
-import jax
 import jax.numpy as jnp
 
 from waal_jax import fields
@@ -48,13 +47,10 @@ class WAAL(base.ScoreStrategy):
           "single_worst", fields.Choice(("single_worst", "l2")), "waal: the first bound, "
           "single_worst (max_y -log p, Eq. 10) or l2 (||log p||_2, the authors' code)")}
 
-  def example_scores(self, variables, x, keys):
-    del keys  # Deterministic.
-    params = variables["params"]
-    z, _ = self.nets.embed(params, variables["batch_stats"], x)
-    log_probs = jax.nn.log_softmax(self.nets.logits(params, z))
-    critic = self.nets.critic_value(params["critic"], z)
+  inputs = ("log_probs", "critic")
+
+  def scores(self, outputs):
     o = self.options
-    return waal_scores(log_probs, critic, selection=o["selection"], mixture=o["mixture"],
-                       bound=o["uncertainty_bound"])
+    return waal_scores(outputs["log_probs"], outputs["critic"], selection=o["selection"],
+                       mixture=o["mixture"], bound=o["uncertainty_bound"])
 
