@@ -28,3 +28,10 @@ def test_code_is_modified_by_code_not_by_the_results_a_run_writes(tmp_path):
   (tmp_path / "pkg" / "train.py").write_text("x = 2\n")
   assert provenance.code_modified(package) is True
   assert provenance.code_modified(str(tmp_path / "results")) is True
+
+
+def test_the_cpu_model_is_recorded_as_proc_cpuinfo_names_it():
+
+  with open("/proc/cpuinfo") as f:
+    names = {line.split(":", 1)[1].strip() for line in f if line.startswith("model name")}
+  assert provenance.software()["cpu"] in names

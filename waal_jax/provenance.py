@@ -29,10 +29,24 @@ def code_modified(cwd: str = PACKAGE_DIR) -> bool:
                    ":(top,exclude)results", cwd=cwd))
 
 
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo), or '' where it cannot be read. Float results
+  of the same code differ in their last bits between CPU models (AVX-512 or not), and
+  early stopping and the queries can follow: a comparison of runs needs it."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return ""
+
+
 @functools.lru_cache(maxsize=None)
 def software() -> dict:
   """{'commit': sha or None, 'modified': code_modified() (None: unknown), 'python':
-  version, and each package's version (None if not installed)}."""
+  version, each package's version (None if not installed), 'cpu': cpu_model()}."""
   commit = _git("rev-parse", "HEAD") or None
   modified = None
   if commit:
@@ -44,4 +58,4 @@ def software() -> dict:
     except metadata.PackageNotFoundError:
       versions[name] = None
   return {"commit": commit, "modified": modified, "python": sys.version.split()[0],
-          **versions}
+          **versions, "cpu": cpu_model()}
