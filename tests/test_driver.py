@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, TINY, run_module, write_synthetic_fashion_mnist
+from conftest import ROOT, TINY, make_config, run_module, write_synthetic_fashion_mnist
 
 
 def _main_args(workdir, cache_dir, *extra):
@@ -485,27 +485,33 @@ def test_seeds_refuse_a_single_run_workdir(uninterrupted):
   assert not os.path.exists(os.path.join(workdir, "seed_0"))
 
 
+# What the command line itself must turn into one line: flags it cannot parse, and a
+# field error (the library's UserError) as it reaches the command line.
 BAD_INPUTS = [
     # (extra arguments, what the one line must name)
     (["--config=no_such_dataset"], "unknown config 'no_such_dataset'"),
-    (["--config.query.strategy=bogus"], "query.strategy='bogus'"),
-    (["--config.al.query_size=5000"], "al.query_size=5000"),
-    (["--config.al.initial_labeled=-5"], "al.initial_labeled=-5"),
-    (["--config.train.mu=-0.1"], "train.mu=-0.1"),
-    (["--config.train.gradient_penalty=-1.0"], "train.gradient_penalty=-1.0"),
-    (["--config.data.pool_size=-3"], "data.pool_size=-3"),
-    (["--config.train.epochs=0"], "train.epochs=0"),
-    (["--config.train.lr_schedule=cosine"], "train.lr_schedule='cosine'"),
-    (["--config.model.init=xavier"], "model.init='xavier'"),
-    (["--config.data.mean=(0.5,0.5)"], "data.mean=(0.5, 0.5): give 1 value(s)"),
-    (["--config.query.deepfool_classes=1"], "query.deepfool_classes=1"),
-    (["--config.train.adversarial=none"], "train.adversarial='none': query.strategy=waal"),
-    (["--config.query.mc_samples=0"], "query.mc_samples=0"),
     (["--config.train.epoch=3"], "--config.train.epoch: no such config field"),
     (["--config.train.epochs=three"], "--config.train.epochs=three"),
-    (["--config.seeds=0"], "seeds=0"),
-    (["--config.train.steps_per_epoch=labeled"], "train.steps_per_epoch='labeled'"),
-    (["--config.query.strategy=random", "--config.train.steps_per_epoch=all"],
+    (["--config.query.strategy=bogus"], "query.strategy='bogus'"),
+    (["--config.data.mean=(0.5,0.5)"], "data.mean=(0.5, 0.5): give 1 value(s)"),
+]
+# Every other bad field, refused by the library before anything is written (in-process:
+# the lines above show how such an error reaches the command line).
+BAD_FIELDS = [
+    ({"al__query_size": 5000}, "al.query_size=5000"),
+    ({"al__initial_labeled": -5}, "al.initial_labeled=-5"),
+    ({"train__mu": -0.1}, "train.mu=-0.1"),
+    ({"train__gradient_penalty": -1.0}, "train.gradient_penalty=-1.0"),
+    ({"data__pool_size": -3}, "data.pool_size=-3"),
+    ({"train__epochs": 0}, "train.epochs=0"),
+    ({"train__lr_schedule": "cosine"}, "train.lr_schedule='cosine'"),
+    ({"model__init": "xavier"}, "model.init='xavier'"),
+    ({"query__deepfool_classes": 1}, "query.deepfool_classes=1"),
+    ({"train__adversarial": "none"}, "train.adversarial='none': query.strategy=waal"),
+    ({"query__mc_samples": 0}, "query.mc_samples=0"),
+    ({"top__seeds": 0}, "seeds=0"),
+    ({"train__steps_per_epoch": "labeled"}, "train.steps_per_epoch='labeled'"),
+    ({"query__strategy": "random", "train__steps_per_epoch": "all"},
      "train.steps_per_epoch='all'"),
 ]
 
@@ -521,6 +527,27 @@ def test_bad_input_is_one_line(tmp_path, extra, named):
   assert len(lines) == 1 and named in lines[0], done.stderr
   assert "Traceback" not in done.stderr
   # Nothing written: the corrected command can use the same workdir.
+  assert not os.path.exists(tmp_path / "w" / "results.json")
+  assert not os.path.exists(tmp_path / "w" / "config.json")
+
+
+@pytest.mark.parametrize("fields,named", BAD_FIELDS)
+def test_bad_field_is_one_user_error_and_writes_nothing(tmp_path, synthetic_cache, fields,
+                                                        named):
+  from waal_jax import seeds  # pylint: disable=g-import-not-at-top
+  from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  config = make_config(data__cache_dir=synthetic_cache, data__pool_size=400,
+                       data__val_size=200, al__initial_labeled=40, al__query_size=20,
+                       al__rounds=2)
+  for name, value in fields.items():
+    group, field = name.split("__")
+    if group == "top":
+      config[field] = value
+    else:
+      config[group][field] = value
+  with pytest.raises(UserError) as raised:
+    seeds.run_seeds(config, str(tmp_path / "w"))
+  assert named in str(raised.value) and "\n" not in str(raised.value)
   assert not os.path.exists(tmp_path / "w" / "results.json")
   assert not os.path.exists(tmp_path / "w" / "config.json")
 
