@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from conftest import make_config
 from experiments import compare_runs
 from experiments import stopping_study
 
@@ -61,3 +62,26 @@ def test_compare_runs_names_one_arm_on_two_platforms_by_the_folders_that_differ(
                                                                          "gpu/margin")
   assert compare_runs.column_names("x/waal", "y/random") == ("waal", "random")
   assert compare_runs.column_names("r/waal", "r/waal") == ("A", "B")
+
+
+def test_rerun_check_finds_a_run_equal_and_a_changed_pick_different(tmp_path, synthetic_cache):
+  from experiments import rerun_check  # pylint: disable=g-import-not-at-top
+  from waal_jax import loop  # pylint: disable=g-import-not-at-top
+  config = make_config(data__cache_dir=synthetic_cache, data__pool_size=400,
+                       data__val_size=200, al__initial_labeled=40, al__query_size=20,
+                       al__rounds=2, train__epochs=1, train__batch_size=16,
+                       train__eval_batch_size=100, query__batch_size=128,
+                       query__strategy="margin")
+  committed = str(tmp_path / "committed")
+  loop.run(config, committed, lambda _: None)
+  lines = []
+  assert rerun_check.compare(committed, 2, str(tmp_path / "again"), lines.append) == 0
+  compared = [l for l in lines if "queried indices" in l]
+  assert [l.split(";")[0] for l in compared] == [
+      "round 0: queried indices equal (20)", "round 1: queried indices equal (20)"]
+  with open(os.path.join(committed, "results.json")) as f:
+    results = json.load(f)
+  results["rounds"][1]["queried_indices"][0] = -1      # as if the code had changed
+  with open(os.path.join(committed, "results.json"), "w") as f:
+    json.dump(results, f)
+  assert rerun_check.compare(committed, 2, str(tmp_path / "third"), lambda _: None) == 1

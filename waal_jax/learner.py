@@ -246,10 +246,8 @@ class ActiveLearner:
                       "examples)")
     _, query_key = self._round_keys(self._fitted_round)
     is_labeled = self._labels != UNLABELED
-    picks = np.asarray(self.strategy.select(query_key, self.variables, self._scoring_pool,
-                                            is_labeled, int(k)), np.int64)
-    if len(set(picks.tolist())) != k or is_labeled[picks].any():
-      raise RuntimeError(f"strategy {self.strategy_name} returned an invalid batch")
+    picks = self.strategy.checked_select(query_key, self.variables, self._scoring_pool,
+                                         is_labeled, int(k))
     for note in self.strategy.take_notes():
       self.log(f"query note: {note}")
     self._query_size = int(k)

@@ -229,11 +229,7 @@ def _query(exp: Experiment, key, variables, labeled: np.ndarray) -> np.ndarray:
   """The strategy's batch for the next round, checked: distinct, none labeled."""
   is_labeled = np.zeros(len(exp.splits.pool_labels), bool)
   is_labeled[labeled] = True
-  queried = np.asarray(exp.strategy.select(key, variables, exp.pool, is_labeled,
-                                           exp.al.query_size), np.int64)
-  if len(set(queried.tolist())) != exp.al.query_size or is_labeled[queried].any():
-    raise RuntimeError(f"strategy {exp.strategy.name} returned an invalid batch")
-  return queried
+  return exp.strategy.checked_select(key, variables, exp.pool, is_labeled, exp.al.query_size)
 
 
 def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log,

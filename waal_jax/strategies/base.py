@@ -111,6 +111,14 @@ class Strategy:
     """Pool indices (query_size,), distinct, none labeled; is_labeled is (N,) bool."""
     raise NotImplementedError
 
+  def checked_select(self, key, variables: dict, pool: ScoringPool, is_labeled: np.ndarray,
+                     query_size: int) -> np.ndarray:
+    """`select`, its picks checked (distinct, none labeled) as int64 pool indices."""
+    picks = np.asarray(self.select(key, variables, pool, is_labeled, query_size), np.int64)
+    if len(set(picks.tolist())) != query_size or np.asarray(is_labeled)[picks].any():
+      raise RuntimeError(f"strategy {self.name} returned an invalid batch")
+    return picks
+
   def choose(self, outputs: Dict[str, jax.Array], is_labeled: np.ndarray, key,
              query_size: int) -> np.ndarray:
     """The picks from the model outputs `inputs` names, each with M >= N rows on the
