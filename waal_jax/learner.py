@@ -92,7 +92,10 @@ class ActiveLearner:
     query_size: the batch you will buy each round: WAAL's bias coefficient C0 depends on
       it (Eq. 8), and `query()` takes this many by default. Default: the size of the
       last query, before any the number of labels.
+    mean, std: per-channel normalisation, of [0, 1] pixels for uint8 images (x is
+      (x / 255 - mean) / std), as they are for float inputs.
     seed: the root of every random draw: the same calls give the same picks.
+    query_batch_size: pool examples scored per call and device.
     log: where progress lines go (e.g. print); default: logging.info.
   """
 
