@@ -26,6 +26,11 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (
       f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip())
 
+# The command line's own XLA flags (experiments/main.py), so that a run in this process
+# computes what the command computes, bit for bit, and shares its compilations.
+from waal_jax import xla_tuning  # pylint: disable=g-import-not-at-top,wrong-import-position
+xla_tuning.tune_cpu_flags()
+
 from waal_jax import data as data_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +51,46 @@ TINY = ["--config.data.pool_size=400", "--config.data.val_size=200",
         "--config.al.initial_labeled=40", "--config.al.query_size=20", "--config.al.rounds=2",
         "--config.train.epochs=2", "--config.train.batch_size=16",
         "--config.train.eval_batch_size=100", "--config.query.batch_size=128"]
+
+
+def with_overrides(config, args):
+  """`config` with command-line overrides such as TINY's ("--config.al.rounds=2") set,
+  values read as Python literals (else as strings), as --config.* flags would set them."""
+  import ast  # pylint: disable=g-import-not-at-top
+  for arg in args:
+    name, _, text = arg[len("--config."):].partition("=")
+    try:
+      value = {"true": True, "false": False}.get(text.lower(), None)
+      value = ast.literal_eval(text) if value is None else value
+    except (ValueError, SyntaxError):
+      value = text
+    *groups, field = name.split(".")
+    node = config
+    for group in groups:
+      node = node[group]
+    node[field] = value
+  return config
+
+
+def run_in_process(*args):
+  """What `python -m experiments.main *args` runs, run in this process: seeds.run_seeds
+  on the config those flags make, without a process start. Returns (its log lines as
+  one text, the UserError's line or None). The command line's own part (parsing flags,
+  the error's line and exit status, signals) is tested through run_module."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from waal_jax import seeds  # pylint: disable=g-import-not-at-top
+  from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  value = lambda flag: next(a.split("=", 1)[1] for a in args if a.startswith(flag + "="))
+  name, _, preset = value("--config").partition(":")
+  config = importlib.import_module(f"experiments.configs.{name}").get_config(
+      *([preset] if preset else []))
+  with_overrides(config, [a for a in args if a.startswith("--config.")])
+  lines = []
+  try:
+    seeds.run_seeds(config, str(value("--workdir")), log=lines.append)
+  except UserError as e:
+    return "\n".join(lines) + "\n", str(e)
+  return "\n".join(lines) + "\n", None
 
 
 def with_device_count(env: dict, devices: int) -> dict:

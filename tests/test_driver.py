@@ -18,12 +18,17 @@ import time
 
 import pytest
 
-from conftest import ROOT, TINY, make_config, run_module, write_synthetic_fashion_mnist
+from conftest import (ROOT, TINY, make_config, run_in_process, run_module,
+                      write_synthetic_fashion_mnist)
 
 
 def _main_args(workdir, cache_dir, *extra):
   return ["--config=fashion_mnist", f"--workdir={workdir}",
           f"--config.data.cache_dir={cache_dir}", *TINY, *extra]
+
+
+def _in_process(workdir, cache, *extra):
+  return run_in_process(*_main_args(workdir, cache, *extra))
 
 
 def _results(workdir):
@@ -128,8 +133,8 @@ def test_kill_and_resume_equals_uninterrupted(uninterrupted, tmp_path):
   assert not os.path.exists(os.path.join(workdir, "run.lock"))
 
   # A finished run rerun does nothing more and changes nothing.
-  again = run_module("experiments.main", *_main_args(workdir, cache))
-  assert again.returncode == 0 and "round 0/" not in again.stderr
+  log, error = _in_process(workdir, cache)
+  assert error is None and "round 0/" not in log
   assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
 
 
@@ -147,16 +152,16 @@ def test_a_run_without_checkpoints_resumes_from_results_json(uninterrupted, tmp_
   partial["rounds"] = partial["rounds"][:2]
   (partial_dir / "results.json").write_text(json.dumps(partial))
 
-  resumed = run_module("experiments.main", *_main_args(str(partial_dir), cache))
-  assert resumed.returncode == 0, resumed.stderr
-  assert "after round 1 (80 labels) from its results.json" in resumed.stderr
-  assert "round 0/" not in resumed.stderr and "round 2/2: training" in resumed.stderr
+  log, error = _in_process(partial_dir, cache)
+  assert error is None, error
+  assert "after round 1 (80 labels) from its results.json" in log
+  assert "round 0/" not in log and "round 2/2: training" in log
   assert _essentials(_results(str(partial_dir))) == _essentials(_results(reference_dir))
 
   before = (finished_dir / "results.json").read_bytes()
-  again = run_module("experiments.main", *_main_args(str(finished_dir), cache))
-  assert again.returncode == 0, again.stderr
-  assert "holds a finished run (3 rounds)" in again.stderr and "training" not in again.stderr
+  log, error = _in_process(finished_dir, cache)
+  assert error is None, error
+  assert "holds a finished run (3 rounds)" in log and "training" not in log
   assert (finished_dir / "results.json").read_bytes() == before
   assert not (finished_dir / "checkpoints").exists() or not os.listdir(
       finished_dir / "checkpoints")
@@ -177,11 +182,8 @@ def test_a_damaged_results_json_without_usable_checkpoints_is_one_line(
       os.remove(workdir / "checkpoints" / str(step) / "loop" / "_METADATA")
   text = open(os.path.join(reference_dir, "results.json")).read()
   (workdir / "results.json").write_text(text[:len(text) // 2])
-  done = run_module("experiments.main", *_main_args(str(workdir), cache))
-  assert done.returncode == 1
-  line = done.stderr.strip().splitlines()[-1]
-  assert line.startswith(f"error: {workdir}/results.json is damaged"), done.stderr
-  assert "Traceback" not in done.stderr
+  _, line = _in_process(workdir, cache)
+  assert line.startswith(f"{workdir}/results.json is damaged"), line
   if checkpoints == "damaged":
     assert "no checkpoint is usable (checkpoint 3 cannot be read" in line
     assert f"{workdir}/checkpoints/2/loop: Metadata file" in line
@@ -198,12 +200,11 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_round(uninterrup
   [damaged] = glob.glob(os.path.join(workdir, "checkpoints", "3", "loop", "d", "*"))
   with open(damaged, "r+b") as f:
     f.truncate(os.path.getsize(damaged) // 2)
-  resumed = run_module("experiments.main", *_main_args(workdir, cache))
-  assert resumed.returncode == 0, resumed.stderr
-  assert "Traceback" not in resumed.stderr
+  log, error = _in_process(workdir, cache)
+  assert error is None, error
   assert (f"resuming {workdir} after round 1 (80 labels) from checkpoint 2: checkpoint 3 "
-          f"cannot be read ({damaged}: ") in resumed.stderr
-  assert "round 1/2: training" not in resumed.stderr
+          f"cannot be read ({damaged}: ") in log
+  assert "round 1/2: training" not in log
   assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
   from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
   store = checkpoints.LoopCheckpoints(workdir)
@@ -226,11 +227,9 @@ def test_divergence_is_one_line_and_keeps_the_finished_rounds(uninterrupted, tmp
   recorded["rounds"] = recorded["rounds"][:1]
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(recorded, f)
-  done = run_module("experiments.main",
-                    *_main_args(workdir, cache, "--config.train.learning_rate=1e9"))
-  assert done.returncode == 1 and "Traceback" not in done.stderr
-  assert done.stderr.strip().splitlines()[-1] == (
-      "error: training diverged at round 1, epoch 1: loss nan; lower train.learning_rate "
+  _, error = _in_process(workdir, cache, "--config.train.learning_rate=1e9")
+  assert error == (
+      "training diverged at round 1, epoch 1: loss nan; lower train.learning_rate "
       "(1e+09 now) and use another --workdir (this one keeps round 0; the same command "
       "would diverge again)")
   assert _results(workdir)["rounds"] == recorded["rounds"]
@@ -328,11 +327,8 @@ def test_workdir_of_another_config_is_refused_untouched(uninterrupted):
   workdir, cache, _ = uninterrupted
   before = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
   results_before = _results(workdir)
-  refused = run_module("experiments.main", *_main_args(workdir, cache, "--config.seed=7"))
-  assert refused.returncode != 0
-  lines = refused.stderr.strip().splitlines()
-  assert lines[-1].startswith("error: --workdir") and "seed: 0 there, 7 now" in lines[-1]
-  assert "Traceback" not in refused.stderr
+  _, error = _in_process(workdir, cache, "--config.seed=7")
+  assert error.startswith("--workdir") and "seed: 0 there, 7 now" in error
   after = {name: os.path.getmtime(os.path.join(workdir, name)) for name in os.listdir(workdir)}
   assert after == before and _results(workdir) == results_before
 
@@ -366,23 +362,21 @@ def test_a_run_recorded_before_newer_fields_resumes(uninterrupted, tmp_path):
   config["model"]["conv"] = "banded"
   with open(os.path.join(older, "config.json"), "w") as f:
     json.dump(config, f)
-  resumed = run_module("experiments.main", *_main_args(older, cache))
-  assert resumed.returncode == 0, resumed.stderr         # finished: nothing to do
+  _, error = _in_process(older, cache)
+  assert error is None, error                           # finished: nothing to do
   assert _essentials(_results(older)) == _essentials(_results(workdir))
-  refused = run_module("experiments.main",
-                       *_main_args(older, cache, "--config.model.matmul_dtype=bfloat16"))
-  assert refused.returncode == 1
-  assert "(model.matmul_dtype: None there, 'bfloat16' now)" in refused.stderr
+  _, error = _in_process(older, cache, "--config.model.matmul_dtype=bfloat16")
+  assert "(model.matmul_dtype: None there, 'bfloat16' now)" in error
 
 
-def test_seeds_run_into_one_tree_and_resume(seeds_in_turn):
-  tree, args = seeds_in_turn
+def test_seeds_run_into_one_tree_and_resume(seeds_in_turn, uninterrupted):
+  (tree, _), (_, cache, _) = seeds_in_turn, uninterrupted
   runs = {seed: _results(os.path.join(tree, f"seed_{seed}")) for seed in (5, 6)}
   assert sorted(os.listdir(tree)) == ["seed_5", "seed_6"]
   assert [runs[seed]["config"]["seed"] for seed in (5, 6)] == [5, 6]
   assert runs[5]["rounds"][0]["queried_indices"] != runs[6]["rounds"][0]["queried_indices"]
-  again = run_module("experiments.main", *args)       # finished: resumes, changes nothing
-  assert again.returncode == 0, again.stderr
+  _, error = _in_process(tree, cache, *_SEED_ARGS)      # finished: changes nothing
+  assert error is None, error
   assert {seed: _results(os.path.join(tree, f"seed_{seed}")) for seed in (5, 6)} == runs
 
 
@@ -467,21 +461,18 @@ def test_a_failing_parallel_seed_loses_no_other(seeds_in_turn, tmp_path):
 def test_more_parallel_seeds_than_cores_is_refused(uninterrupted, tmp_path):
   _, cache, _ = uninterrupted
   cores = len(os.sched_getaffinity(0))
-  refused = run_module("experiments.main", *_main_args(
-      str(tmp_path / "tree"), cache, "--config.seeds=8",
-      f"--config.parallel_seeds={cores + 1}"))
-  assert refused.returncode == 1 and "Traceback" not in refused.stderr
-  assert refused.stderr.strip().splitlines()[-1] == (
-      f"error: parallel_seeds: {cores + 1} processes but this run may use only {cores} "
+  _, error = _in_process(tmp_path / "tree", cache, "--config.seeds=8",
+                         f"--config.parallel_seeds={cores + 1}")
+  assert error == (
+      f"parallel_seeds: {cores + 1} processes but this run may use only {cores} "
       f"core(s) (taskset / cgroup); use at most {cores}")
   assert not os.path.exists(tmp_path / "tree")
 
 
 def test_seeds_refuse_a_single_run_workdir(uninterrupted):
   workdir, cache, _ = uninterrupted
-  refused = run_module("experiments.main", *_main_args(workdir, cache, "--config.seeds=2"))
-  assert refused.returncode != 0 and "Traceback" not in refused.stderr
-  assert refused.stderr.strip().splitlines()[-1].startswith("error: --workdir=")
+  _, error = _in_process(workdir, cache, "--config.seeds=2")
+  assert error.startswith("--workdir=")
   assert not os.path.exists(os.path.join(workdir, "seed_0"))
 
 

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 import waal_jax
+from waal_jax import loop
 from waal_jax import models
+from waal_jax import settings as settings_lib
 from waal_jax.errors import UserError
+
+from conftest import TINY, make_config, with_overrides
 
 
 class BatchNormOnly(nn.Module):
@@ -151,6 +155,47 @@ def test_save_and_restore_continue_with_the_same_picks(tmp_path):
   assert restored.labeled.tolist() == list(range(6)) + first.tolist()
   restored.fit()
   np.testing.assert_array_equal(restored.query(), expected)
+
+
+def test_max_labels_bounds_the_labels_a_learner_holds():
+  learner = _learner(max_labels=10, query_size=4)     # 6 labels given
+  learner.fit()
+  picks = learner.query()
+  learner.add_labels(picks, np.zeros(4, int))         # 10: at the bound
+  with pytest.raises(UserError, match=r"indices: 10 \+ 1 labels exceed max_labels=10"):
+    learner.add_labels(learner.unlabeled[:1], [0])
+  with pytest.raises(UserError, match=r"max_labels=61: must be an integer in 1..60"):
+    _learner(max_labels=61)
+
+
+@pytest.mark.parametrize("strategy", ["waal", "margin"])
+def test_the_public_learner_buys_what_the_command_line_buys(tmp_path, synthetic_cache,
+                                                            strategy):
+  """The command line's rounds, repeated through the public API alone on the same
+  arrays: the same picks and test accuracy in every round."""
+  config = with_overrides(make_config(), [f"--config.data.cache_dir={synthetic_cache}",
+                                          *TINY, f"--config.query.strategy={strategy}"])
+  results = loop.run(config, str(tmp_path / "w"), log=lambda _: None)
+  settings = settings_lib.resolve(config)
+  splits = loop.load_splits(settings.data, settings.seed)
+  al = settings.al
+  learner = waal_jax.ActiveLearner(
+      models.build(settings.model, 10), splits.pool_images, strategy=strategy,
+      train=settings.train, validation=(splits.val_images, splits.val_labels),
+      query_size=al.query_size, mean=splits.spec.mean, std=splits.spec.std,
+      seed=settings.seed, query_batch_size=settings.query.batch_size,
+      max_labels=al.final_budget, log=lambda _: None)
+  first = loop.initial_labeled(jax.random.key(settings.seed), len(splits.pool_labels),
+                               al.initial_labeled)
+  learner.add_labels(first, splits.pool_labels[first])
+  for record in results["rounds"]:
+    learner.fit()
+    assert learner.accuracy(splits.test_images, splits.test_labels) == record["test_accuracy"]
+    if record["round"] < al.rounds:
+      picks = learner.query()
+      assert picks.tolist() == record["queried_indices"]
+      learner.add_labels(picks, splits.pool_labels[picks])
+  assert len(learner.labeled) == results["rounds"][-1]["num_labeled"]
 
 
 def test_margin_on_plain_log_probabilities_picks_the_closest_calls():

@@ -7,10 +7,10 @@
     learner.save(directory)         # ... and days later, in another process:
     ActiveLearner(model, pool, ...).restore(directory)
 
-No workdir, flags or files: the command line (experiments/main.py) is one user of the
-same trainer and strategies. The pool goes onto the devices once; the training step
-and the scorers compile once, whatever the number of labels (the labeled set is padded
-to the pool's size), so every round reuses them.
+No workdir, flags or files: those belong to the command line's harness (waal_jax.loop),
+which runs every round through this learner (`from_parts`). The pool goes onto the
+devices once; the training step and the scorers compile once, whatever the number of
+labels (the labeled set is padded to `max_labels`), so every round reuses them.
 """
 
 import dataclasses
@@ -64,6 +64,24 @@ def _class_labels(name: str, y, count: int, num_classes: int, missing_ok: bool) 
   return y.astype(np.int32)
 
 
+def _capacity(max_labels, pool_count: int) -> int:
+  if max_labels is None:
+    return pool_count
+  if isinstance(max_labels, bool) or not isinstance(max_labels, (int, np.integer)) or not (
+      0 < max_labels <= pool_count):
+    raise UserError(f"max_labels={max_labels!r}: must be an integer in 1..{pool_count} (the "
+                    "pool's size)")
+  return int(max_labels)
+
+
+class TrainingDiverged(UserError):
+  """A fit ended an epoch with a non-finite loss (too large a learning rate, as a rule)."""
+
+  def __init__(self, message: str, epoch: int, loss: float):
+    super().__init__(message)
+    self.epoch, self.loss = epoch, loss
+
+
 def _pixel_statistics(images: np.ndarray) -> Tuple[tuple, tuple]:
   """Per-channel mean and std of [0, 1] pixels (the last axis is the channel)."""
   pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
@@ -96,6 +114,9 @@ class ActiveLearner:
       (x / 255 - mean) / std), as they are for float inputs.
     seed: the root of every random draw: the same calls give the same picks.
     query_batch_size: pool examples scored per call and device.
+    max_labels: the most labels this learner will hold (default: the pool's size). The
+      training step compiles for this many, so a budget far below a large pool saves
+      memory; adding labels beyond it is refused.
     log: where progress lines go (e.g. print); default: logging.info.
   """
 
@@ -104,14 +125,15 @@ class ActiveLearner:
                train: Optional[settings_lib.TrainSettings] = None,
                validation: Optional[Tuple] = None, query_size: Optional[int] = None,
                mean: Sequence[float] = None, std: Sequence[float] = None, seed: int = 0,
-               query_batch_size: int = 256, log: Optional[Callable[[str], None]] = None):
+               query_batch_size: int = 256, max_labels: Optional[int] = None,
+               log: Optional[Callable[[str], None]] = None):
     if not isinstance(model, Model):
       raise UserError(f"model: expected a waal_jax.Model (your extractor and heads), got "
                       f"{type(model).__name__}")
     self.model, self.log = model, log or logging.info
     self.pool = _inputs("pool", pool)
+    self.pool_shape = self.pool.shape
     self.seed = int(seed)
-    self._root_key = jax.random.key(self.seed)
     shape = self.pool.shape[1:]
     self.num_classes = model.num_outputs(shape)
     self.strategy_name = strategy
@@ -125,13 +147,12 @@ class ActiveLearner:
                                                        self.pool.dtype != np.uint8):
       raise UserError("train.augment=crop_flip: crops and flips uint8 images (N, H, W, C); "
                       f"the pool is {self.pool.dtype} of shape {self.pool.shape}")
-    self.mesh = sharding.make_mesh()
+    mesh = sharding.make_mesh()
     count = len(self.pool)
-    self.trainer = train_lib.Trainer(model, self.train_settings, self.spec, self.mesh, count,
-                                     labeled_capacity=count)
-    self.strategy = strategies.create(model, self.spec, query, self.mesh)
-    self._scoring_pool = strategies.scoring_pool(self.mesh, self.pool, query.batch_size)
-    self.strategy.check_pool(self._scoring_pool)
+    trainer = train_lib.Trainer(model, self.train_settings, self.spec, mesh, count,
+                                labeled_capacity=_capacity(max_labels, count))
+    strategy_obj = strategies.create(model, self.spec, query, mesh)
+    scoring_pool = strategies.scoring_pool(mesh, self.pool, query.batch_size)
     val = None
     if validation is not None:
       if not isinstance(validation, (tuple, list)) or len(validation) != 2:
@@ -141,19 +162,51 @@ class ActiveLearner:
         raise UserError(f"validation x: {x_val.dtype} of shape {x_val.shape[1:]} per example; "
                         f"the pool's is {self.pool.dtype} of shape {shape}")
       y_val = _class_labels("validation y", validation[1], len(x_val), self.num_classes, False)
-      val = self.trainer.eval_set(x_val, y_val)
-    self._labels = np.full(count, UNLABELED, np.int32)
-    self._labeled: list = []                       # pool indices in the order labeled
-    self._data = train_lib.DeviceData(self._scoring_pool.images, None, val, None)
-    self._query_size = query_size
-    self.round = 0                                 # fits so far
-    self.variables = None                          # the last fit's network
-    self.history: list = []                        # per fit: its epochs' records
+      val = trainer.eval_set(x_val, y_val)
+    self._start(trainer, strategy_obj, scoring_pool,
+                train_lib.DeviceData(scoring_pool.images, None, val, None),
+                jax.random.key(self.seed), query_size, round_index=0, planned_rounds=None)
     if labels is not None:
       known = _class_labels("labels", labels, count, self.num_classes, True)
       self.add_labels(np.flatnonzero(known != UNLABELED), known[known != UNLABELED])
-    else:
-      self._sync_labels()
+
+  @classmethod
+  def from_parts(cls, model: Model, spec: data_lib.DatasetSpec, trainer: train_lib.Trainer,
+                 strategy: strategies.Strategy, pool: strategies.ScoringPool,
+                 data: train_lib.DeviceData, *, strategy_name: str, seed: int, root_key,
+                 query_size: int, round_index: int = 0, planned_rounds: Optional[int] = None,
+                 log: Optional[Callable[[str], None]] = None) -> "ActiveLearner":
+    """A learner over parts that a harness built itself: a trainer and a strategy that
+    several seeds share (so each step compiles once), a pool sharded over hosts, its
+    splits already on the devices (`data`: the pool images and validation split; its
+    labels are replaced by the learner's). No label is known until `add_labels`; the
+    next `fit` is round `round_index` of `planned_rounds` (for the log lines)."""
+    self = cls.__new__(cls)
+    self.model, self.log = model, log or logging.info
+    self.pool, self.seed, self.spec = None, int(seed), spec
+    self.pool_shape = (pool.count, *spec.image_shape)
+    self.num_classes, self.strategy_name = spec.num_classes, strategy_name
+    self.train_settings = trainer.settings
+    self._start(trainer, strategy, pool, data, root_key, query_size, round_index,
+                planned_rounds)
+    return self
+
+  def _start(self, trainer, strategy, scoring_pool, data, root_key, query_size,
+             round_index, planned_rounds) -> None:
+    self.trainer, self.strategy, self.mesh = trainer, strategy, trainer.mesh
+    self._scoring_pool = scoring_pool
+    strategy.check_pool(scoring_pool)
+    self._root_key = root_key
+    self._labels = np.full(self.pool_shape[0], UNLABELED, np.int32)
+    self._labeled: list = []                       # pool indices in the order labeled
+    self._data = data
+    self._query_size = query_size
+    self._planned_rounds = planned_rounds
+    self.round = round_index                       # the next fit's round
+    self.variables = None                          # the last fit's network
+    self.history: list = []                        # per fit: its epochs' records
+    self.query_notes: list = []                    # what the strategy said of the last query
+    self._sync_labels()
 
   def _train_settings(self, train, strategy: str, has_validation: bool):
     train = train or settings_lib.TrainSettings()
@@ -189,7 +242,10 @@ class ActiveLearner:
       raise UserError(f"indices: expected a 1-D array of pool indices, got {indices.dtype} "
                       f"of shape {indices.shape}")
     labels = _class_labels("labels", labels, len(indices), self.num_classes, False)
-    count = len(self.pool)
+    count = self.pool_shape[0]
+    if len(self._labeled) + len(indices) > self.trainer.labeled_capacity:
+      raise UserError(f"indices: {len(self._labeled)} + {len(indices)} labels exceed "
+                      f"max_labels={self.trainer.labeled_capacity}")
     outside = indices[(indices < 0) | (indices >= count)]
     if outside.size:
       raise UserError(f"indices: {outside[0]} is not in the pool of {count} examples")
@@ -210,27 +266,44 @@ class ActiveLearner:
 
   # --- Rounds -------------------------------------------------------------------------
 
-  def _round_keys(self, round_index: int):
-    return jax.random.split(jax.random.fold_in(self._root_key, round_index))
+  def round_keys(self, round_index: int) -> Tuple[jax.Array, jax.Array]:
+    """Round r's (training, query) keys: split(fold_in(fold_in(root, 1), r)), the root
+    being key(seed); fold_in(root, 0) is left for drawing a random first labeled set."""
+    return tuple(jax.random.split(jax.random.fold_in(jax.random.fold_in(self._root_key, 1),
+                                                     round_index)))
 
-  def fit(self) -> train_lib.FitResult:
+  def _round_name(self, round_index: int) -> str:
+    if self._planned_rounds is None:
+      return f"round {round_index}"
+    return f"round {round_index}/{self._planned_rounds}"
+
+  def fit(self, progress=None) -> train_lib.FitResult:
     """Trains a fresh network on the labels (and, for WAAL, the unlabeled pool) and
-    keeps it for `query`; returns its epochs' records and the chosen epoch."""
+    keeps it for `query`; returns its epochs' records and the chosen epoch.
+    `progress` (a checkpoints.RoundProgress): keeps the training between epochs and
+    continues a round's training that it holds."""
     labeled = self.labeled
     if len(labeled) == 0:
       raise UserError("fit: no example is labeled yet; give labels= or call add_labels")
-    if len(labeled) >= len(self.pool):
+    count = self.pool_shape[0]
+    if len(labeled) >= count:
       raise UserError("fit: every pool example is labeled; nothing is left to query")
     query_size = self._query_size or len(labeled)
-    train_key, _ = self._round_keys(self.round)
-    self.log(f"round {self.round}: training on {len(labeled)} labels "
-             f"({len(self.pool) - len(labeled)} unlabeled)")
+    train_key, _ = self.round_keys(self.round)
+    self.log(f"{self._round_name(self.round)}: training on {len(labeled)} labels "
+             f"({count - len(labeled)} unlabeled)")
     try:
       fit = self.trainer.fit(train_key, self._data, labeled, query_size, log=self.log,
-                             round_index=self.round)
+                             progress=progress, round_index=self.round)
     except train_lib.Diverged as e:
-      raise UserError(f"{e}; lower train.learning_rate "
-                      f"({self.train_settings.learning_rate:g} now)") from None
+      raise TrainingDiverged(f"{e}; lower train.learning_rate "
+                             f"({self.train_settings.learning_rate:g} now)",
+                             e.epoch, e.loss) from None
+    return self.adopt(fit)
+
+  def adopt(self, fit: train_lib.FitResult) -> train_lib.FitResult:
+    """Takes a network trained for this round outside the learner (several seeds'
+    training vmapped in one program) as if `fit` had trained it."""
     self.variables = fit.variables
     self.history.append(fit.epochs)
     self._fitted_round = self.round
@@ -247,12 +320,13 @@ class ActiveLearner:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 < k <= unlabeled:
       raise UserError(f"query: k={k!r} must be an integer in 1..{unlabeled} (the unlabeled "
                       "examples)")
-    _, query_key = self._round_keys(self._fitted_round)
+    _, query_key = self.round_keys(self._fitted_round)
     is_labeled = self._labels != UNLABELED
     picks = self.strategy.checked_select(query_key, self.variables, self._scoring_pool,
                                          is_labeled, int(k))
-    for note in self.strategy.take_notes():
-      self.log(f"query note: {note}")
+    self.query_notes = self.strategy.take_notes()
+    for note in self.query_notes:
+      self.log(f"{self._round_name(self._fitted_round)}: query note: {note}")
     self._query_size = int(k)
     return picks
 
@@ -276,7 +350,7 @@ class ActiveLearner:
       state["variables"] = sharding.to_host(self.variables)
     with ocp.StandardCheckpointer() as checkpointer:
       checkpointer.save(os.path.join(directory, "state"), state, force=True)
-    meta = {"pool_shape": list(self.pool.shape), "strategy": self.strategy_name,
+    meta = {"pool_shape": list(self.pool_shape), "strategy": self.strategy_name,
             "seed": self.seed, "round": self.round, "query_size": self._query_size,
             "fitted": self.variables is not None, "history": self.history}
     if self.variables is not None:
@@ -294,14 +368,14 @@ class ActiveLearner:
         meta = json.load(f)
     except (OSError, ValueError) as e:
       raise UserError(f"{path}: cannot be read ({e})") from None
-    if meta["pool_shape"] != list(self.pool.shape) or meta["seed"] != self.seed:
+    if meta["pool_shape"] != list(self.pool_shape) or meta["seed"] != self.seed:
       raise UserError(f"{directory}: saved for a pool of shape {tuple(meta['pool_shape'])} and "
-                      f"seed {meta['seed']}, not {self.pool.shape} and {self.seed}")
-    count = len(self.pool)
+                      f"seed {meta['seed']}, not {tuple(self.pool_shape)} and {self.seed}")
+    count = self.pool_shape[0]
     template = {"labeled": np.zeros(0, np.int64), "labels": np.zeros(count, np.int32)}
     if meta["fitted"]:
       template["variables"] = sharding.to_host(self.model.init(jax.random.key(0),
-                                                               self.pool.shape[1:]))
+                                                               tuple(self.pool_shape[1:])))
     with ocp.StandardCheckpointer() as checkpointer:
       metadata = checkpointer.metadata(os.path.join(directory, "state"))
       template["labeled"] = np.zeros(metadata.item_metadata["labeled"].shape, np.int64)

@@ -20,6 +20,7 @@ import numpy as np
 
 from waal_jax import checkpoints
 from waal_jax import data as data_lib
+from waal_jax import learner as learner_lib
 from waal_jax import models
 from waal_jax import oracle
 from waal_jax import provenance
@@ -225,29 +226,18 @@ def _recorded_rounds(workdir: str) -> Tuple[List[dict], str]:
   return rounds, ""
 
 
-def _query(exp: Experiment, key, variables, labeled: np.ndarray) -> np.ndarray:
-  """The strategy's batch for the next round, checked: distinct, none labeled."""
-  is_labeled = np.zeros(len(exp.splits.pool_labels), bool)
-  is_labeled[labeled] = True
-  return exp.strategy.checked_select(key, variables, exp.pool, is_labeled, exp.al.query_size)
-
-
-def _run_round(exp: Experiment, round_index: int, key, labeled: np.ndarray, log,
+def _run_round(one: "OpenRun", round_index: int,
                progress: Optional[checkpoints.RoundProgress] = None) -> tuple:
   """Trains (continuing what `progress` saved of this round), tests and (but in the
   last round) queries; returns (record, network)."""
-  train_key, query_key = jax.random.split(key)
-  log_round_start(exp, round_index, labeled, log)
   try:
-    fit = exp.trainer.fit(train_key, exp.device_data, labeled, exp.al.query_size, log=log,
-                          progress=progress, round_index=round_index)
-  except train_lib.Diverged as e:
-    raise diverged_error(exp, round_index, e) from None
-  return test_and_query(exp, round_index, query_key, labeled, fit)
+    fit = one.learner.fit(progress)
+  except learner_lib.TrainingDiverged as e:
+    raise diverged_error(one.exp, round_index, e) from None
+  return test_and_query(one, round_index, fit)
 
 
-def diverged_error(exp: Experiment, round_index: int, error: train_lib.Diverged,
-              which: str = "") -> UserError:
+def diverged_error(exp: Experiment, round_index: int, error, which: str = "") -> UserError:
   """A config whose training diverges is refused in one line. Nothing of the round was
   written; the run is deterministic, so the same command would diverge again."""
   kept = ("this one belongs to this config" if round_index == 0 else
@@ -265,19 +255,19 @@ def log_round_start(exp: Experiment, round_index: int, labeled: np.ndarray, log)
       f"({pool_count - len(labeled)} unlabeled)")
 
 
-def test_and_query(exp: Experiment, round_index: int, query_key, labeled: np.ndarray,
-                  fit: train_lib.FitResult) -> tuple:
-  """Tests the round's network and (but in the last round) queries with it; returns
-  (record, network)."""
+def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -> tuple:
+  """Tests the round's network (which the run's learner holds) and (but in the last
+  round) queries with it; returns (record, network)."""
+  exp, labeled = one.exp, one.state.labeled
   eval_start = time.time()
   test_accuracy = exp.trainer.accuracy(fit.variables, exp.device_data.test)
   eval_seconds = time.time() - eval_start
-  queried, query_seconds = np.zeros(0, np.int64), 0.0
+  queried, query_seconds, notes = np.zeros(0, np.int64), 0.0, []
   if round_index < exp.al.rounds:
     query_start = time.time()
-    queried = _query(exp, query_key, fit.variables, labeled)
+    queried = one.learner.query(exp.al.query_size)
     query_seconds = time.time() - query_start
-  notes = exp.strategy.take_notes()
+    notes = one.learner.query_notes
   record = {
       "round": round_index,
       "num_labeled": int(len(labeled)),
@@ -332,6 +322,7 @@ class OpenRun:
                                   self.exp.al, workdir, self.log)
     if self.exp.al.oracle == "human":   # Checked before anything in the workdir changes.
       self.take_human_labels()
+    self.learner = self._learner()
     self.rounds_key = jax.random.fold_in(self.state.root_key, 1)
     self.device, self.software = sharding.describe_devices(), provenance.software()
     self.rounds_finished_here = 0
@@ -343,6 +334,18 @@ class OpenRun:
         self.results = json.load(f)
     else:
       self.results = self.write_results()
+
+  def _learner(self) -> learner_lib.ActiveLearner:
+    """The in-memory learner that trains and queries this run's rounds, holding the
+    labels bought so far."""
+    exp, state = self.exp, self.state
+    learner = learner_lib.ActiveLearner.from_parts(
+        exp.trainer.nets, exp.splits.spec, exp.trainer, exp.strategy, exp.pool,
+        exp.device_data, strategy_name=exp.settings.query.strategy, seed=exp.settings.seed,
+        root_key=state.root_key, query_size=exp.al.query_size, round_index=state.first_round,
+        planned_rounds=exp.al.rounds, log=self.log)
+    learner.add_labels(state.labeled, exp.splits.pool_labels[state.labeled])
+    return learner
 
   @property
   def rounds_left(self) -> range:
@@ -404,8 +407,10 @@ class OpenRun:
   def finish_round(self, round_index: int, record: dict, variables) -> None:
     state = self.state
     state.history.append(record)
-    state.labeled = np.concatenate([state.labeled, np.asarray(record["queried_indices"],
-                                                              np.int64)])
+    queried = np.asarray(record["queried_indices"], np.int64)
+    state.labeled = np.concatenate([state.labeled, queried])
+    if self.exp.al.oracle != "human":   # (a person's labels come in the next process)
+      self.learner.add_labels(queried, self.exp.splits.pool_labels[queried])
     self.store.save(round_index + 1, state.labeled, state.root_key, state.history, variables)
     self.results = self.write_results()
     self.rounds_finished_here += 1
@@ -416,8 +421,6 @@ class OpenRun:
              f"{record['test_accuracy']:.4f} with {record['num_labeled']} labels (validation "
              f"{record['val_accuracy']:.4f}, epoch {record['best_epoch']}); train "
              f"{record['train_seconds']:.1f}s, query {record['query_seconds']:.2f}s{eta}")
-    for note in record.get("query_notes", []):
-      self.log(f"round {round_index}/{self.exp.al.rounds}: query note: {note}")
 
   def close(self) -> None:
     """Closes the checkpoints and releases the workdir (also after an error or a stop)."""
@@ -454,8 +457,7 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
       if progress_seconds >= 0 and jax.process_count() == 1:
         progress = checkpoints.RoundProgress(one.workdir, round_index, one.state.labeled, key,
                                              progress_seconds, one.log)
-      record, variables = _run_round(one.exp, round_index, key, one.state.labeled, one.log,
-                                     progress)
+      record, variables = _run_round(one, round_index, progress)
       one.finish_round(round_index, record, variables)
       if progress is not None:
         progress.discard()          # (the round is written: its training is not needed)

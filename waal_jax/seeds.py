@@ -106,7 +106,7 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
     batch = shared.setdefault(("seed batch", id(trainer)), train_lib.SeedBatchTrainer(trainer))
     data = batch.stack_data([one.exp.device_data for one in runs])
     for round_index in runs[0].rounds_left:
-      keys = [jax.random.split(one.round_key(round_index)) for one in runs]
+      keys = [one.learner.round_keys(round_index) for one in runs]
       for one in runs:
         loop.log_round_start(one.exp, round_index, one.state.labeled, one.log)
       progress = None
@@ -122,8 +122,9 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
       except train_lib.Diverged as e:
         raise loop.diverged_error(runs[e.seed_index].exp, round_index, e,
                         f"seed {configs[e.seed_index].seed}: ") from None
-      for one, key, fit in zip(runs, keys, fits):
-        record, variables = loop.test_and_query(one.exp, round_index, key[1], one.state.labeled, fit)
+      for one, fit in zip(runs, fits):
+        one.learner.adopt(fit)
+        record, variables = loop.test_and_query(one, round_index, fit)
         # Its train_seconds are the whole batch's: a report divides them among these seeds.
         record["trained_with_seeds"] = [config.seed for config in configs]
         one.finish_round(round_index, record, variables)
