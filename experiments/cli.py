@@ -55,6 +55,9 @@ def make_flags_parser(*required: str, config: bool = True):
   --config, unless config=False)."""
 
   def parse(argv):
+    if any(arg in _HELP for arg in argv[1:]):
+      print_help(argv[0], config)
+      sys.exit(0)
     try:
       remaining = flags.FLAGS(_rewrite_config_flag(argv))
       for name in ("config",) * config + required:
@@ -69,6 +72,33 @@ def make_flags_parser(*required: str, config: bool = True):
     return remaining
 
   return parse
+
+
+_HELP = ("--help", "-h", "-help", "--helpshort", "--helpfull", "-?")
+
+
+def print_help(program: str, config: bool) -> None:
+  """The script's docstring, its flags and (for scripts that take --config) every config
+  field with its default, what it accepts and its help, from the library's schema."""
+  main = sys.modules.get("__main__")
+  print((getattr(main, "__doc__", None) or "").strip() or os.path.basename(program))
+  print("\nflags:")
+  for flag in flags.FLAGS.get_key_flags_for_module(main) if main else []:
+    print(f"  --{flag.name}: {flag.help}")
+  if not config:
+    return
+  print(f"  --config: {flags.FLAGS[CONFIG.name].help}")
+  from waal_jax import settings  # pylint: disable=g-import-not-at-top  (loads JAX)
+  print("\nconfig fields: --config.FIELD=VALUE; the schema's defaults (a dataset's config "
+        "sets data.name and may set others, e.g. STL-10's model.name)")
+  group = None
+  for name, option in settings.schema():
+    this = name.rpartition(".")[0] or "the run"
+    if this != group:
+      group = this
+      print(f"\n  {group}:")
+    print(f"    --config.{name}={option.default!r}  [{option.describe()}]")
+    print(f"        {option.help}")
 
 
 def _one_line(error: Exception) -> str:
@@ -109,9 +139,10 @@ def fail(message: str, status: int = 1) -> None:
   sys.exit(status)
 
 
-def stoppable(main):
+def stoppable(main, kept=None):
   """`main` for absl.app.run, ended by SIGINT (Ctrl-C) or SIGTERM with one line saying
-  how to resume and the conventional exit status 128 + the signal (130, 143)."""
+  what was kept (`kept()`, in words, when given) and how to resume, and the
+  conventional exit status 128 + the signal (130, 143)."""
 
   @functools.wraps(main)
   def wrapped(argv):
@@ -121,8 +152,9 @@ def stoppable(main):
       return main(argv)
     except KeyboardInterrupt as e:
       signum = getattr(e, "signum", signal.SIGINT)
-      print(f"stopped by {signal.Signals(signum).name}: the finished rounds are kept; rerun "
-            "the same command to resume", file=sys.stderr, flush=True)
+      what = f"kept {kept()}" if kept is not None else "the finished rounds are kept"
+      print(f"stopped by {signal.Signals(signum).name}: {what}; rerun the same command to "
+            "resume", file=sys.stderr, flush=True)
       sys.exit(128 + signum)
 
   return wrapped

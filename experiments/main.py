@@ -49,5 +49,10 @@ def main(argv):
   cli.log(f"results in {_WORKDIR.value}")
 
 
+def _kept() -> str:
+  from waal_jax import loop  # pylint: disable=g-import-not-at-top
+  return loop.kept(_WORKDIR.value)
+
+
 if __name__ == "__main__":
-  app.run(cli.stoppable(main), flags_parser=cli.make_flags_parser("workdir"))
+  app.run(cli.stoppable(main, _kept), flags_parser=cli.make_flags_parser("workdir"))

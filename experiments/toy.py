@@ -8,11 +8,12 @@ r"""The paper's one-dimensional examples (section 2.3 / appendix C, and Fig. 1).
    distributions inside it. For threshold classifiers the H-divergence cannot tell D2
    from D3; W1 can. Both are computed in closed form and from samples (W1 with the
    1-D quantile formula, the optimal threshold's risk by scanning thresholds), for
-   every x0, checked against each other and plotted.
+   every x0, checked against each other and plotted. D3 fits inside [a, 2a] only
+   when 0 < b <= a/2 (its x0 range is [a + b, 2a - b]); other b are refused.
 
    Appendix C's closed form for W1(D1, D2) has a sign error in its first integral
-   (it subtracts F2^{-1} with the wrong sign); it gives 3a/2 - b/2 as the maximum
-   over x0, where the distance is at most (a - b)/2. `w1_d1_d2` is the corrected form
+   (it subtracts F2^{-1} with the wrong sign); it gives 3a/2 + b/2 as the maximum
+   over x0 (at x0 = 2a - b/2), where the distance is at most (a - b)/2. `w1_d1_d2` is the corrected form
    (the samples agree with it, not with the printed one); Eq. 3 holds either way.
 
 2. Sampling bias (Fig. 1, after Dasgupta 2011). Four uniform intervals on a line,
@@ -42,6 +43,12 @@ _FLAGS = {}  # Defined only when run as a program, so that tests can import this
 
 # ----------------------------------------------------------------------------------------
 # Part 1: H-divergence and Wasserstein-1 distance of D1 with D2 and D3.
+
+
+def valid_widths(a: float, b: float) -> bool:
+  """Whether D2 and D3 fit inside D1's intervals for some x0: 0 < b <= a/2. For a/2 < b
+  D3's x0 range [a + b, 2a - b] is empty, and its closed form is no longer W1."""
+  return 0 < b <= a / 2
 
 
 def x0_range(a: float, b: float, query: str):
@@ -128,8 +135,8 @@ class DivergenceRow:
 
 def divergences(a: float, b: float, samples: int, seed: int, points: int = 13):
   """Closed-form and sampled W1 and threshold risk for D2 and D3 over their x0 ranges."""
-  if not 0 < b < a:
-    raise ValueError(f"need 0 < b < a, got a={a}, b={b}")
+  if not valid_widths(a, b):
+    raise ValueError(f"need 0 < b <= a/2, got a={a}, b={b}")
   rng = np.random.default_rng(seed)
   rows: List[DivergenceRow] = []
   closed: Dict[str, Callable] = {"d2": w1_d1_d2, "d3": w1_d1_d3}
@@ -324,7 +331,7 @@ def _define_flags():
                                       required=True)
   _FLAGS["a"] = flags.DEFINE_float("a", 2.0, "D1's intervals are [-2a, -a] and [a, 2a].")
   _FLAGS["b"] = flags.DEFINE_float("b", 0.5, "Half-width of D3; width of each interval of "
-                                   "D2. 0 < b < a.")
+                                   "D2. 0 < b <= a/2.")
   _FLAGS["samples"] = flags.DEFINE_integer("samples", 200_000, "Samples per distribution.")
   _FLAGS["seed"] = flags.DEFINE_integer("seed", 0, "Seed of the samples.")
 
@@ -332,8 +339,9 @@ def _define_flags():
 def main(argv):
   del argv
   out, a, b, samples, seed = (_FLAGS[k].value for k in ("out", "a", "b", "samples", "seed"))
-  if not 0 < b < a:
-    print(f"error: --a={a} --b={b}: need 0 < b < a", file=sys.stderr)
+  if not valid_widths(a, b):
+    print(f"error: --a={a} --b={b}: need 0 < b <= a/2 (D3 = U([x0-b, x0+b]) must fit "
+          "inside [a, 2a])", file=sys.stderr)
     sys.exit(1)
   os.makedirs(out, exist_ok=True)
   rows = divergences(a, b, samples, seed)

@@ -161,7 +161,7 @@ def test_a_run_without_checkpoints_resumes_from_results_json(uninterrupted, tmp_
   before = (finished_dir / "results.json").read_bytes()
   log, error = _in_process(finished_dir, cache)
   assert error is None, error
-  assert "holds a finished run (3 rounds)" in log and "training" not in log
+  assert "holds a finished run (3 rounds)" in log and "training on" not in log
   assert (finished_dir / "results.json").read_bytes() == before
   assert not (finished_dir / "checkpoints").exists() or not os.listdir(
       finished_dir / "checkpoints")
@@ -314,7 +314,7 @@ def test_sigterm_is_one_line_and_the_rerun_equals_uninterrupted(uninterrupted,
   assert run["first"].returncode == 143
   assert "Traceback" not in run["first_stderr"]
   assert run["first_stderr"].strip().splitlines()[-1] == (
-      "stopped by SIGTERM: the finished rounds are kept; rerun the same command to resume")
+      "stopped by SIGTERM: kept round 0; rerun the same command to resume")
   assert run["stopped"] == {"rounds": 1, "lock_left": False}
   rerun = run["rerun"]
   assert rerun.returncode == 0, rerun.stderr

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from conftest import write_synthetic_fashion_mnist
+from conftest import TINY, run_in_process, write_synthetic_fashion_mnist
 from experiments import report
 from experiments.configs import fashion_mnist
 from waal_jax import checkpoints
 from waal_jax import loop
 from waal_jax import seeds
 from waal_jax import strategies
+from waal_jax import train
 
 
 def _tiny_config(cache_dir, **overrides):
@@ -192,7 +193,7 @@ def test_time_left_comes_from_the_recorded_rounds_not_this_process_s_clock():
   history = [{"train_seconds": 100.0, "eval_seconds": 2.0, "query_seconds": 8.0},
              {"train_seconds": 300.0, "eval_seconds": 2.0, "query_seconds": 8.0}]
   assert loop.seconds_left(history, 3) == pytest.approx(630.0)
-  assert loop._format_duration(loop.seconds_left(history, 3)) == "10m30s"
+  assert train.format_duration(loop.seconds_left(history, 3)) == "10m30s"
   assert loop.seconds_left([], 3) == 0.0
   # A round recorded before eval_seconds existed (results.json of an older commit).
   assert loop.seconds_left([{"train_seconds": 50.0, "query_seconds": 10.0}], 2) == 120.0
@@ -272,3 +273,55 @@ def test_epochs_added_per_round_train_each_round_longer_alone_and_vmapped(cache_
   assert [[r["epochs_trained"] for r in one["rounds"]] for one in vmapped] == [[1, 3], [1, 3]]
   assert report.find_runs([str(tmp_path / "alone")])[0].protocol.endswith(
       "at most 1 epochs (+2 a round), preset paper")
+
+
+def test_round_estimate_after_the_second_epoch():
+  """78 epochs left at 3.0 s: at most 234 s = 3m54s."""
+  record = {"epoch": 2, "seconds": 3.0}
+  assert train.round_estimate(record, 80) == (
+      "  about 3m54s left in this round at most (78 more epochs at 3.0s; early stopping "
+      "may end it sooner)")
+
+
+def test_a_run_says_what_al_rounds_means_first_and_estimates_round_0_early(tmp_path):
+  cache = write_synthetic_fashion_mnist(str(tmp_path / "cache"))
+  workdir = tmp_path / "w"
+  log, error = run_in_process("--config=fashion_mnist", f"--workdir={workdir}",
+                              f"--config.data.cache_dir={cache}", *TINY,
+                              "--config.train.epochs=4", "--config.al.rounds=1")
+  assert error is None, error
+  lines = log.splitlines()
+  assert lines[0] == (f"{workdir}: round 0 trains on the first labels, then al.rounds=1 "
+                      "query round(s) of 20 labels each train again (2 trainings)")
+  estimate = next(i for i, line in enumerate(lines)
+                  if line.startswith("  about ") and "left in this round at most (2 more "
+                  "epochs at" in line)
+  assert lines[estimate - 1].startswith("  epoch 2/4")
+  assert estimate < lines.index(next(l for l in lines if l.startswith("round 0/1: test")))
+
+
+def test_a_stop_line_says_what_was_kept(tmp_path):
+  """No round finished and no epoch saved; an epoch saved by this process; rounds
+  recorded; a tree of seeds."""
+  run = str(tmp_path / "run")
+  os.makedirs(run)
+  assert loop.kept(run) == "nothing yet (no round had finished, no epoch was saved)"
+  progress = checkpoints.RoundProgress(run, 0, np.arange(3), jax.random.key(0), 0.0,
+                                       lambda _: None)
+  progress.save({"history": "[]", "epochs_run": 7})
+  try:
+    assert loop.kept(run) == "round 0's training to epoch 7 (no round had finished)"
+    with open(os.path.join(run, "results.json"), "w") as f:
+      json.dump({"rounds": [{"round": 0}]}, f)
+    assert loop.kept(run) == "round 0"       # (the saved epoch belongs to round 0)
+    with open(os.path.join(run, "results.json"), "w") as f:
+      json.dump({"rounds": [{"round": 0}, {"round": 1}]}, f)
+    assert loop.kept(run) == "rounds 0-1"
+  finally:
+    progress.discard()
+  os.makedirs(tmp_path / "tree" / "seed_5")
+  os.makedirs(tmp_path / "tree" / "seed_6")
+  with open(tmp_path / "tree" / "seed_5" / "results.json", "w") as f:
+    json.dump({"rounds": [{"round": 0}]}, f)
+  assert loop.kept(str(tmp_path / "tree")) == (
+      "seed_5: round 0; seed_6: nothing yet (no round had finished, no epoch was saved)")

@@ -1,5 +1,7 @@
 """The paper's 1-D examples: closed forms against samples, Eq. 3, and Fig. 1."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,28 @@ def test_cli_writes_the_report(tmp_path):
   assert (tmp_path / "toy_divergences.png").stat().st_size > 10_000
   bad = run_module("experiments.toy", f"--out={tmp_path}", "--a=1", "--b=2")
   assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: --a=1")
+
+
+def test_widths_where_d3_does_not_fit_are_refused(tmp_path):
+  """For a/2 < b < a, D3 leaves D1's interval and the closed form is not W1 any more:
+  at a=3, b=2, x0=5 it gives 5.5, optimal transport between samples 5.0."""
+  rng = np.random.default_rng(0)
+  d1, d3 = (toy.sample(rng, 3.0, 2.0, 5.0, which, 200_000) for which in ("d1", "d3"))
+  assert toy.w1_d1_d3(3.0, 2.0, 5.0) == pytest.approx(5.5)
+  assert toy.empirical_w1(d1, d3) == pytest.approx(5.0, abs=0.02)
+  assert toy.valid_widths(3.0, 1.5) and not toy.valid_widths(3.0, 2.0)
+  with pytest.raises(ValueError, match="need 0 < b <= a/2"):
+    toy.divergences(3.0, 2.0, samples=1000, seed=0)
+  bad = run_module("experiments.toy", f"--out={tmp_path}", "--a=3", "--b=2")
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines() == [
+      "error: --a=3.0 --b=2.0: need 0 < b <= a/2 (D3 = U([x0-b, x0+b]) must fit inside [a, 2a])"]
+  assert not os.listdir(tmp_path)
+
+
+def test_the_docstring_s_peak_of_the_printed_formula_is_the_code_s():
+  a, b = 2.0, 0.5
+  x0 = np.linspace(*toy.x0_range(a, b, "d2"), 10_001)
+  peak = toy.w1_d1_d2_as_printed(a, b, x0)
+  assert peak.max() == pytest.approx(1.5 * a + 0.5 * b) and peak.argmax() == len(x0) - 1
+  assert "3a/2 + b/2 as the maximum\n   over x0 (at x0 = 2a - b/2)" in toy.__doc__

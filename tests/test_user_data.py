@@ -234,6 +234,7 @@ def test_human_oracle_round_trip(human_run):
   waiting = _results(paused)["rounds"]
   assert len(waiting) == 1 and waiting[0]["num_labeled"] == 15
   assert waiting[0]["queried_indices"] == ids and waiting[0]["queried_class_counts"] is None
+  assert waiting[0]["queried_files"] == [os.path.relpath(p, folder) for p in paths]
 
   assert second.returncode == 0, second.stderr
   assert "6 labels of round 0 read from" in second.stderr and "done:" in second.stderr
@@ -283,13 +284,24 @@ def test_a_killed_human_oracle_run_resumes(human_run, tmp_path):
 
 def test_simulated_round_on_a_folder_and_its_bad_inputs(tmp_path):
   folder = write_folder(tmp_path / "d", train_per_class=20)
+  with open(os.path.join(folder, "train", "coat", "notes.txt"), "w") as f:
+    f.write("not an image")
   cache = str(tmp_path / "cache")
   done = run_module("experiments.main", *_args(folder, str(tmp_path / "w"), cache))
   assert done.returncode == 0, done.stderr
   assert "pool 42 (0 unlabeled), validation 6, test 12" in done.stderr
+  assert (f"data.path: skipping 1 file(s) of {folder} that are not .png or .jpg: "
+          "train/coat/notes.txt\n") in done.stderr
   rounds = _results(str(tmp_path / "w"))["rounds"]
   assert [r["num_labeled"] for r in rounds] == [12, 18]
   assert sum(rounds[0]["queried_class_counts"]) == 6
+  # Which files were bought, relative to data.path, with the classes their folders say.
+  files = rounds[0]["queried_files"]
+  assert len(set(files)) == 6 and all(f.startswith("train/") for f in files)
+  assert all(os.path.isfile(os.path.join(folder, f)) for f in files)
+  assert np.bincount([CLASSES.index(f.split("/")[1]) for f in files], minlength=3).tolist() \
+      == rounds[0]["queried_class_counts"]
+  assert rounds[1]["queried_files"] == []
   # Unlabeled images need a person; an image that does not decode is named.
   os.makedirs(os.path.join(folder, "unlabeled"))
   _image(0, np.random.default_rng(0)).save(os.path.join(folder, "unlabeled", "u.png"))

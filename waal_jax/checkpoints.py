@@ -44,6 +44,10 @@ NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "da
 OWNER_FILE = "config.json"
 LOCK_FILE = "run.lock"
 PROGRESS_FILE = "round_progress.msgpack"
+# What this process has saved of a round's training: workdir -> (round, epochs saved),
+# for the line a stop by a signal ends with (reading the file back would take seconds
+# for a large network).
+SAVED_PROGRESS: dict = {}
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -277,7 +281,7 @@ class RoundProgress:
     """`seed_batch` names the seeds of a vmapped batch that trains this round with
     others: what a batch saved is used only by the same batch, and a seed's own only
     by itself (a seed that stopped early goes on training inside the batch)."""
-    self.path = os.path.join(workdir, PROGRESS_FILE)
+    self.path, self.round_index = os.path.join(workdir, PROGRESS_FILE), round_index
     digest = hashlib.sha256(np.asarray(labeled, np.int64).tobytes()
                             + np.asarray(jax.random.key_data(round_key)).tobytes())
     self.identity = f"round {round_index} {digest.hexdigest()}" + (
@@ -314,8 +318,11 @@ class RoundProgress:
         os.fsync(f.fileno())
       os.replace(temporary, self.path)
     self._last_save = time.monotonic()
+    SAVED_PROGRESS[os.path.dirname(self.path)] = (self.round_index,
+                                                   int(payload.get("epochs_run", 0)))
 
   def discard(self) -> None:
+    SAVED_PROGRESS.pop(os.path.dirname(self.path), None)
     with interrupts.held():
       for path in (self.path, self.path + ".tmp"):
         if os.path.exists(path):

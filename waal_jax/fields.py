@@ -29,6 +29,9 @@ class Int:
       fail(name, value, f"must be >= {self.minimum}{also}")
     return value
 
+  def describe(self) -> str:
+    return f"integer >= {self.minimum}" + "".join(f" or {s}" for s in self.special)
+
 
 @dataclasses.dataclass(frozen=True)
 class Float:
@@ -45,6 +48,10 @@ class Float:
       fail(name, value, f"must be <= {self.maximum:g}")
     return float(value)
 
+  def describe(self) -> str:
+    text = f"number {'>' if self.open_minimum else '>='} {self.minimum:g}"
+    return text + (f", <= {self.maximum:g}" if self.maximum != math.inf else "")
+
 
 @dataclasses.dataclass(frozen=True)
 class Choice:
@@ -54,6 +61,9 @@ class Choice:
     if value not in self.options:
       fail(name, value, f"choose one of {', '.join(self.options)}")
     return value
+
+  def describe(self) -> str:
+    return ", ".join(self.options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +77,17 @@ class OfType:
       fail(name, value, f"must be {self.description}")
     return value
 
+  def describe(self) -> str:
+    return self.description
+
 
 def Bool() -> OfType:  # pylint: disable=invalid-name  (reads as the other field types)
+  """A field that is True or False."""
   return OfType(bool, "True or False")
 
 
 def Text() -> OfType:  # pylint: disable=invalid-name
+  """A field that is a string."""
   return OfType(str, "a string")
 
 
@@ -86,6 +101,9 @@ class Floats:
       fail(name, value, "must be a tuple of numbers, e.g. (0.5,)")
     return tuple(self.each.check(name, v) for v in value)
 
+  def describe(self) -> str:
+    return f"tuple of numbers, each a {self.each.describe()}"
+
 
 @dataclasses.dataclass(frozen=True)
 class Option:
@@ -93,6 +111,10 @@ class Option:
   default: Any
   check: Any          # Int, Float, Choice, OfType or Floats
   help: str
+
+  def describe(self) -> str:
+    """What the field accepts, in words (for --help and the docs)."""
+    return self.check.describe()
 
 
 def setting(default, check, help: str):  # pylint: disable=redefined-builtin

@@ -48,15 +48,6 @@ def initial_labeled(root_key, pool_count: int, count: int) -> np.ndarray:
   return np.asarray(jax.random.choice(key, pool_count, (count,), replace=False))
 
 
-def _format_duration(seconds: float) -> str:
-  seconds = int(round(seconds))
-  if seconds < 60:
-    return f"{seconds}s"
-  if seconds < 3600:
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-  return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
-
-
 def seconds_left(history: list, rounds_left: int) -> float:
   """The recorded rounds' mean seconds (training, test, query), times the rounds left.
 
@@ -226,6 +217,35 @@ def _recorded_rounds(workdir: str) -> Tuple[List[dict], str]:
   return rounds, ""
 
 
+def _rounds_phrase(count: int) -> str:
+  return "round 0" if count == 1 else f"rounds 0-{count - 1}"
+
+
+def kept(workdir: str) -> str:
+  """What a run in `workdir` (or each seed of a tree of seeds there) keeps if it stops
+  now, in words: its finished rounds and what this process saved of a round's training
+  (checkpoints.SAVED_PROGRESS). For the line that a stop by a signal ends with."""
+  seeds = sorted(name for name in (os.listdir(workdir) if os.path.isdir(workdir) else [])
+                 if name.startswith("seed_") and os.path.isdir(os.path.join(workdir, name)))
+  runs = [(name + ": ", os.path.join(workdir, name)) for name in seeds] or [("", workdir)]
+  parts = []
+  for prefix, run in runs:
+    rounds = len(_recorded_rounds(run)[0])
+    saved = next((epochs for path, (round_index, epochs) in checkpoints.SAVED_PROGRESS.items()
+                  if os.path.normpath(path) == os.path.normpath(run) and round_index == rounds
+                  and epochs), 0)
+    training = f"round {rounds}'s training to epoch {saved}" if saved else ""
+    if rounds and training:
+      parts.append(f"{prefix}{_rounds_phrase(rounds)} and {training}")
+    elif rounds:
+      parts.append(prefix + _rounds_phrase(rounds))
+    elif training:
+      parts.append(f"{prefix}{training} (no round had finished)")
+    else:
+      parts.append(f"{prefix}nothing yet (no round had finished, no epoch was saved)")
+  return "; ".join(parts)
+
+
 def _run_round(one: "OpenRun", round_index: int,
                progress: Optional[checkpoints.RoundProgress] = None) -> tuple:
   """Trains (continuing what `progress` saved of this round), tests and (but in the
@@ -288,7 +308,17 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
   }
   if notes:   # what the strategy found worth saying about this query
     record["query_notes"] = notes
+  if exp.splits.pool_files is not None:   # the user's own images: which files were bought
+    record["queried_files"] = [_relative_file(str(f), exp.settings.data.path)
+                               for f in exp.splits.pool_files[queried]]
   return record, fit.variables
+
+
+def _relative_file(path: str, root: str) -> str:
+  """An image's path relative to data.path (an .npz's examples are named as they are)."""
+  if root and os.path.isdir(root) and os.path.isabs(path):
+    return os.path.relpath(path, os.path.abspath(root))
+  return path
 
 
 class OpenRun:
@@ -300,12 +330,15 @@ class OpenRun:
     # With several processes (hosts), all compute; the first one writes and reports.
     self.lead = jax.process_index() == 0
     self.log = log if self.lead else (lambda _: None)
-    settings_lib.resolve(config)     # A bad field is refused before the workdir is read.
+    al = settings_lib.resolve(config).al   # A bad field is refused before the workdir is read.
     self.workdir, self.config_dict = workdir, config_dict(config)
     # One run at a time per workdir, from before anything in it is read to the end.
     self.lock = checkpoints.WorkdirLock(workdir, self.log) if self.lead else None
     self.store = None
     try:
+      self.log(f"{workdir}: round 0 trains on the first labels, then al.rounds={al.rounds} "
+               f"query round(s) of {al.query_size} labels each train again "
+               f"({al.rounds + 1} trainings)")
       self._open(config, shared)
     except BaseException:
       self.close()
@@ -415,7 +448,7 @@ class OpenRun:
     self.results = self.write_results()
     self.rounds_finished_here += 1
     left = self.exp.al.rounds - round_index
-    eta = (f", about {_format_duration(seconds_left(state.history, left))} left"
+    eta = (f", about {train_lib.format_duration(seconds_left(state.history, left))} left"
            if left else "")
     self.log(f"round {round_index}/{self.exp.al.rounds}: test accuracy "
              f"{record['test_accuracy']:.4f} with {record['num_labeled']} labels (validation "

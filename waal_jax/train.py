@@ -539,6 +539,8 @@ class Trainer:
       history.append(record)
       if selection.after_epoch(record, _variables(state), log):
         break
+      if record["epoch"] == 2 and settings.epochs > 2:
+        log(round_estimate(record, settings.epochs))
       if progress is not None and epoch + 1 < settings.epochs and progress.due():
         self._save_progress(progress, state, selection, history,
                             seconds_before + time.time() - start_time)
@@ -631,6 +633,25 @@ def _restored(template, state_dict: dict):
       raise ValueError(f"a saved array is {np.asarray(got).dtype}{list(np.shape(got))}, "
                        f"the network's {np.asarray(want).dtype}{list(np.shape(want))}")
   return restored
+
+
+def format_duration(seconds: float) -> str:
+  """12s, 4m05s or 2h10m."""
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f"{seconds}s"
+  if seconds < 3600:
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+  return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def round_estimate(record: dict, epochs: int) -> str:
+  """The line after a round's second epoch (the first compiles): the time the round's
+  remaining epochs take at most, so that the first estimate comes within minutes, not
+  after a round that may train for an hour."""
+  left = epochs - record["epoch"]
+  return (f"  about {format_duration(left * record['seconds'])} left in this round at most "
+          f"({left} more epochs at {record['seconds']:.1f}s; early stopping may end it sooner)")
 
 
 def _epoch_line(record: dict, epochs: int) -> str:

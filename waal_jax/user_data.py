@@ -53,6 +53,9 @@ class UserImages:
   source: str
 
 
+_NAMED_SKIPS = 5   # skipped files named in the log line; the rest are counted
+
+
 def load(path: str, image_size: int, cache_dir: str, log=logging.info) -> UserImages:
   """Reads `path` (folder or .npz), through the cache."""
   if not os.path.exists(path):
@@ -60,6 +63,11 @@ def load(path: str, image_size: int, cache_dir: str, log=logging.info) -> UserIm
   start = time.time()
   if os.path.isdir(path):
     files = _list_folder(path)
+    if files.ignored:
+      shown = ", ".join(files.ignored[:_NAMED_SKIPS])
+      more = len(files.ignored) - _NAMED_SKIPS
+      log(f"data.path: skipping {len(files.ignored)} file(s) of {path} that are not .png or "
+          f".jpg: {shown}" + (f" and {more} more" if more > 0 else ""))
     cache_file = os.path.join(cache_dir, f"image_folder-{_fingerprint(path, files, image_size)}.npz")
     if os.path.exists(cache_file):
       return _read_cache(cache_file)
@@ -85,17 +93,18 @@ class _Listing:
   classes: Tuple[str, ...]
   labeled: dict                     # part -> [(relative path, class index)]
   unlabeled: List[str]              # relative paths
-  ignored: int                      # files that are not images
+  ignored: List[str]                # relative paths of the files that are not images
 
 
-def _images_in(folder: str) -> Tuple[List[str], int]:
-  names, ignored = [], 0
+def _images_in(folder: str) -> Tuple[List[str], List[str]]:
+  """The image files of `folder` and the other files (hidden ones aside), by name."""
+  names, ignored = [], []
   for name in sorted(os.listdir(folder)):
     if os.path.isfile(os.path.join(folder, name)):
       if name.lower().endswith(IMAGE_SUFFIXES):
         names.append(name)
       elif not name.startswith("."):
-        ignored += 1
+        ignored.append(name)
   return names, ignored
 
 
@@ -108,7 +117,7 @@ def _list_folder(root: str) -> _Listing:
   if len(classes) < 2:
     raise UserError(f"data.path: {train} must hold a folder per class, at least two "
                     f"(found {len(classes)})")
-  labeled, ignored = {}, 0
+  labeled, ignored = {}, []
   for part in FOLDER_PARTS:
     folder = os.path.join(root, part)
     if not os.path.isdir(folder):
@@ -121,7 +130,7 @@ def _list_folder(root: str) -> _Listing:
         raise UserError(f"data.path: {os.path.join(folder, name)} is not a class of train/ "
                         f"({', '.join(classes)})")
       images, skipped = _images_in(os.path.join(folder, name))
-      ignored += skipped
+      ignored += [os.path.join(part, name, f) for f in skipped]
       entries += [(os.path.join(part, name, f), classes.index(name)) for f in images]
     if not entries:
       raise UserError(f"data.path: {folder} holds no .png or .jpg images in class folders")
@@ -129,7 +138,7 @@ def _list_folder(root: str) -> _Listing:
   unlabeled = []
   if os.path.isdir(os.path.join(root, "unlabeled")):
     names, skipped = _images_in(os.path.join(root, "unlabeled"))
-    ignored += skipped
+    ignored += [os.path.join("unlabeled", f) for f in skipped]
     unlabeled = [os.path.join("unlabeled", f) for f in names]
   return _Listing(classes, labeled, unlabeled, ignored)
 
@@ -145,8 +154,6 @@ def _fingerprint(root: str, listing: _Listing, image_size: int) -> str:
 
 def _read_folder(root: str, listing: _Listing, image_size: int) -> UserImages:
   from PIL import Image  # pylint: disable=g-import-not-at-top  (only for image folders)
-  if listing.ignored:
-    logging.warning("data.path: ignored %d files that are not .png or .jpg", listing.ignored)
   relatives = ([p for part in FOLDER_PARTS for p, _ in listing.labeled.get(part, [])]
                + listing.unlabeled)
   opened = []
