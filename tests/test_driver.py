@@ -152,10 +152,10 @@ def test_a_run_without_checkpoints_resumes_from_results_json(uninterrupted, tmp_
   partial["rounds"] = partial["rounds"][:2]
   (partial_dir / "results.json").write_text(json.dumps(partial))
 
-  log, error = _in_process(partial_dir, cache)
-  assert error is None, error
-  assert "after round 1 (80 labels) from its results.json" in log
-  assert "round 0/" not in log and "round 2/2: training" in log
+  resumed = run_module("experiments.main", *_main_args(str(partial_dir), cache))
+  assert resumed.returncode == 0, resumed.stderr
+  assert "after round 1 (80 labels) from its results.json" in resumed.stderr
+  assert "round 0/" not in resumed.stderr and "round 2/2: training" in resumed.stderr
   assert _essentials(_results(str(partial_dir))) == _essentials(_results(reference_dir))
 
   before = (finished_dir / "results.json").read_bytes()
@@ -200,11 +200,11 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_round(uninterrup
   [damaged] = glob.glob(os.path.join(workdir, "checkpoints", "3", "loop", "d", "*"))
   with open(damaged, "r+b") as f:
     f.truncate(os.path.getsize(damaged) // 2)
-  log, error = _in_process(workdir, cache)
-  assert error is None, error
+  resumed = run_module("experiments.main", *_main_args(workdir, cache))
+  assert resumed.returncode == 0, resumed.stderr
   assert (f"resuming {workdir} after round 1 (80 labels) from checkpoint 2: checkpoint 3 "
-          f"cannot be read ({damaged}: ") in log
-  assert "round 1/2: training" not in log
+          f"cannot be read ({damaged}: ") in resumed.stderr
+  assert "round 1/2: training" not in resumed.stderr
   assert _essentials(_results(workdir)) == _essentials(_results(reference_dir))
   from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
   store = checkpoints.LoopCheckpoints(workdir)
