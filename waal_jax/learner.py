@@ -110,8 +110,9 @@ class ActiveLearner:
     query_size: the batch you will buy each round: WAAL's bias coefficient C0 depends on
       it (Eq. 8), and `query()` takes this many by default. Default: the size of the
       last query, before any the number of labels.
-    mean, std: per-channel normalisation, of [0, 1] pixels for uint8 images (x is
-      (x / 255 - mean) / std), as they are for float inputs.
+    mean: per-channel mean subtracted, of [0, 1] pixels for uint8 images (x is
+      (x / 255 - mean) / std), of the values as they are for float inputs.
+    std: per-channel divisor, after the mean.
     seed: the root of every random draw: the same calls give the same picks.
     query_batch_size: pool examples scored per call and device.
     max_labels: the most labels this learner will hold (default: the pool's size). The
@@ -120,11 +121,13 @@ class ActiveLearner:
     log: where progress lines go (e.g. print); default: logging.info.
   """
 
-  def __init__(self, model: Model, pool, *, labels=None, strategy: str = "waal",
+  def __init__(self, model: Model, pool: np.ndarray, *, labels: Optional[np.ndarray] = None,
+               strategy: str = "waal",
                query_options: Optional[Mapping] = None,
                train: Optional[settings_lib.TrainSettings] = None,
                validation: Optional[Tuple] = None, query_size: Optional[int] = None,
-               mean: Sequence[float] = None, std: Sequence[float] = None, seed: int = 0,
+               mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+               seed: int = 0,
                query_batch_size: int = 256, max_labels: Optional[int] = None,
                log: Optional[Callable[[str], None]] = None):
     if not isinstance(model, Model):
@@ -232,6 +235,7 @@ class ActiveLearner:
 
   @property
   def unlabeled(self) -> np.ndarray:
+    """The pool indices without a label, in increasing order."""
     return np.flatnonzero(self._labels == UNLABELED)
 
   def add_labels(self, indices, labels) -> None:

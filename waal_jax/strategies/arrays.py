@@ -59,9 +59,9 @@ def _checked_outputs(name: str, needs, given: dict) -> dict:
   return arrays
 
 
-def query(strategy: str, k: int, *, labeled=None, seed: int = 0,
+def query(strategy: str, k: int, *, labeled: Optional[np.ndarray] = None, seed: int = 0,
           options: Optional[Mapping] = None, num_classes: int = 0,
-          **outputs) -> np.ndarray:
+          **outputs: np.ndarray) -> np.ndarray:
   """k distinct indices of examples not labeled, chosen by `strategy` from `outputs`.
 
   Args:
@@ -72,8 +72,11 @@ def query(strategy: str, k: int, *, labeled=None, seed: int = 0,
     options: the strategy's options (e.g. {"mc_samples": 20}); the rest keep their
       defaults (waal_jax.settings.schema()).
     num_classes: the classes (ProbCover's clusters), where no log_probs give them.
-    outputs: the model outputs the strategy reads, by name (base.OUTPUTS), e.g.
+    **outputs: the model outputs the strategy reads, by name (base.OUTPUTS), e.g.
       log_probs=(N, C) for margin, mc_log_probs=(N, T, C) for dbal.
+
+  Returns:
+    (k,) int64 indices into the N examples.
   """
   cls = base.get(strategy)
   if cls.inputs is None:

@@ -187,11 +187,13 @@ def all_options() -> Dict[str, fields.Option]:
           for name, option in cls.config_fields.items()}
 
 
-def names():
+def names() -> List[str]:
+  """The registered strategies' names, sorted."""
   return sorted(_REGISTRY)
 
 
 def get(name: str) -> Type[Strategy]:
+  """The strategy class registered as `name`; an unknown name is a UserError."""
   if not isinstance(name, str) or name not in _REGISTRY:
     raise UserError(f"query.strategy={name!r}: unknown strategy; choose one of "
                     f"{', '.join(names())}")
