@@ -63,6 +63,8 @@ def with_overrides(config, args):
     node = config
     for group in groups:
       node = node[group]
+    if field not in node:        # as the command line: a misspelled field is an error
+      raise KeyError(f"--config.{name}: no such config field")
     node[field] = value
   return config
 

@@ -128,3 +128,37 @@ def test_help_lists_every_config_field_with_its_default_and_exits_0():
     assert f"--config.{name}={option.default!r}  [{option.describe()}]\n" in done.stdout
     assert option.help in done.stdout
   assert "al.rounds=1 trains twice" in done.stdout
+
+
+def _commands(text):
+  """Every concrete `python -m experiments.main ...` command (code lines, joined over
+  trailing backslashes), as argument lists; templates with NAME, DIR or [...] aside."""
+  joined = re.sub(r"\\\n\s*", " ", text)
+  for match in re.finditer(r"python -m experiments\.main ([^\n`]*)", joined):
+    args = match.group(1).split()
+    if args and not any(t in match.group(1) for t in ("NAME", "DIR", "[", "FIELD")):
+      yield args
+
+
+def test_every_command_of_the_readme_and_docs_names_a_config_and_fields_that_exist():
+  """The quick and full commands are not run here (minutes to hours): their config and
+  every --config.FIELD=VALUE must load and pass the settings' checks, so that a renamed
+  field or config cannot leave them stale."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from conftest import with_overrides  # pylint: disable=g-import-not-at-top
+  texts = [open(os.path.join(ROOT, "README.md")).read()] + [
+      open(os.path.join(DOCS, n)).read() for n in sorted(os.listdir(DOCS)) if n.endswith(".md")]
+  commands = [args for text in texts for args in _commands(text)]
+  assert len(commands) >= 6
+  for args in commands:
+    if args == ["--help"]:
+      continue
+    name, _, preset = next(a for a in args if a.startswith("--config=")).split("=")[1].partition(":")
+    config = importlib.import_module(f"experiments.configs.{name}").get_config(
+        *([preset] if preset else []))
+    if name == "image_folder":   # (settings.resolve wants a path for it; the docs' is made up)
+      args = [a for a in args if not a.startswith("--config.data.path=")]
+      config.data.path = ROOT
+    resolved = settings.resolve(with_overrides(config, [a for a in args
+                                                        if a.startswith("--config.")]))
+    assert resolved.data.name, args
