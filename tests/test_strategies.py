@@ -127,6 +127,49 @@ def test_k_center_chunked_equals_unchunked():
   np.testing.assert_allclose(whole, brute, rtol=1e-4, atol=1e-4)
 
 
+def _k_center_in_float64(points, labeled, k):
+  """Greedy k-center by its definition, every distance in float64."""
+  p = np.asarray(points, np.float64)
+  min_sq = ((p[:, None, :] - p[None, labeled, :]) ** 2).sum(-1).min(1)
+  available = np.ones(len(p), bool)
+  available[labeled] = False
+  picks = []
+  for _ in range(k):
+    j = int(np.argmax(np.where(available, min_sq, -1.0)))
+    picks.append(j)
+    available[j] = False
+    min_sq = np.minimum(min_sq, ((p - p[j]) ** 2).sum(-1))
+  return picks
+
+
+@pytest.mark.parametrize("copies", [8, 40])
+def test_k_center_orders_near_duplicates_as_float64_does(copies):
+  """Bases of norm ~57 (D = 32, scale 10), each copied with 1e-3 jitter: the copies are
+  ~6e-5 apart in squared distance, below |x|^2 + |y|^2 - 2 x.y's float32 rounding
+  (~3e-5 and more). Half the pool labeled, so most points have 4 (copies=8) or 20
+  (copies=40) labeled near-duplicates. The picks must be float64's."""
+  rng = np.random.default_rng(copies)
+  bases = rng.normal(0, 10, (2400 // copies, 32))
+  points = (bases[:, None, :] + rng.normal(0, 1e-3, (len(bases), copies, 32))).reshape(-1, 32)
+  points = points.astype(np.float32)
+  labeled = rng.choice(len(points), len(points) // 2, replace=False)
+  selectable = np.ones(len(points), bool)
+  selectable[labeled] = False
+  min_sq = diversity.min_sq_distances_to(jnp.asarray(points), labeled, chunk=256)
+  picks = diversity.k_center_greedy(jnp.asarray(points), min_sq, jnp.asarray(selectable), k=50)
+  assert np.asarray(picks).tolist() == _k_center_in_float64(points, labeled, 50)
+  # The product alone would not do: greedy on its float32 distances picks otherwise.
+  sq = np.sum(points * points, axis=-1)
+  min_sq = (sq[:, None] + sq[labeled][None] - 2.0 * points @ points[labeled].T).min(axis=1)
+  available, by_product = selectable.copy(), []
+  for _ in range(50):
+    j = int(np.argmax(np.where(available, min_sq, -1.0)))
+    by_product.append(j)
+    available[j] = False
+    min_sq = np.minimum(min_sq, sq + sq[j] - 2.0 * points @ points[j])
+  assert by_product != _k_center_in_float64(points, labeled, 50)
+
+
 def test_k_median_centers_land_in_each_of_two_separated_clusters():
   rng = np.random.default_rng(0)
   left = rng.normal(-10.0, 1.0, (300, 8))

@@ -3,7 +3,8 @@
 `run(config, workdir)` is the whole experiment. After every round it rewrites
 `results.json` (atomically) and saves a checkpoint; called again on the same workdir
 it continues after the last finished round and ends as an uninterrupted run would,
-because every random draw of round r comes from fold_in(root key, r). Within a round
+because every random draw of round r comes from fold_in(fold_in(key(seed), 1), r)
+(ActiveLearner.round_keys). Within a round
 the training is saved between epochs (checkpoints.RoundProgress), at most every
 `progress_seconds`, and the rerun continues it from there.
 """
