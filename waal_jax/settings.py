@@ -167,6 +167,7 @@ class ALSettings:
 
   @property
   def final_budget(self) -> int:
+    """The labels at the end of the last round: initial_labeled + rounds x query_size."""
     return self.initial_labeled + self.rounds * self.query_size
 
 

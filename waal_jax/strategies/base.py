@@ -35,6 +35,7 @@ class ScoringPool:
 
   @property
   def padded_count(self) -> int:
+    """M: the rows on the devices, real examples and padding."""
     return self.images.shape[0]
 
   def selectable(self, is_labeled: np.ndarray) -> jax.Array:
