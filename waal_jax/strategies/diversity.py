@@ -7,9 +7,9 @@ kmedian: K-median clustering (L1 distances, coordinate-wise medians) of the unla
 
 Neither builds an N x N matrix: distances come in blocks of 256 points x chunk (or,
 for L1, rows x B), on the devices. Core-set's distances among near-duplicates are
-ordered as float64 orders them (update_min_sq_distances). K-median's medians are taken on the host (exact, and
-faster there than XLA:CPU's histograms or sorts). Rows are the padded pool (M);
-`selectable` masks it.
+ordered as float64 orders them (update_min_sq_distances). K-median's medians are
+taken on the host (exact, and faster there than XLA:CPU's histograms or sorts). Rows
+are the padded pool (M); `selectable` masks it.
 """
 
 import functools
@@ -99,10 +99,10 @@ class EmbeddingStrategy(base.Strategy):
 _ROUNDING = 1e-6
 
 
-def _sq_distances(points, center):
-  """sum((x - c)^2) of every point to one center: no cancellation, so near-duplicates
-  keep their order."""
-  diff = points - center[None, :]
+def _sq_distances(points, others):
+  """sum((x - c)^2) of every point x to its c (a row of `others`, or the one row
+  broadcast): no cancellation, so near-duplicates keep their order."""
+  diff = points - others
   return jnp.sum(diff * diff, axis=-1)
 
 
@@ -119,17 +119,12 @@ def _block_min_sq(points, centers, center_valid, max_sq_center):
   columns = jnp.arange(centers.shape[0], dtype=jnp.int32)
   # The nearest by the product (its lowest index among ties), measured again exactly.
   j = jnp.min(jnp.where(d2 == nearest_d2, columns[None, :], centers.shape[0] - 1), axis=-1)
-  exact = jnp.where(center_valid[j], _sq_distances_rows(points, centers[j]), jnp.inf)
+  exact = jnp.where(center_valid[j], _sq_distances(points, centers[j]), jnp.inf)
   # Another center within the product's rounding of the nearest may be the nearest in
   # truth: such points are measured against every center (update_min_sq_distances).
   rounding = _ROUNDING * (sq_points + max_sq_center)
   close = jnp.sum((d2 <= nearest_d2 + 2 * rounding[:, None]).astype(jnp.int32), axis=-1)
   return exact, close > 1
-
-
-def _sq_distances_rows(points, others):
-  diff = points - others
-  return jnp.sum(diff * diff, axis=-1)
 
 
 @jax.jit
@@ -195,7 +190,7 @@ def k_center_greedy(points, min_sq, selectable, *, k: int):
   def pick(i, carry):
     min_sq, available, picks = carry
     j = jnp.argmax(jnp.where(available, min_sq, -1.0))
-    d2 = _sq_distances(points, points[j])
+    d2 = _sq_distances(points, points[j][None, :])
     return jnp.minimum(min_sq, d2), available.at[j].set(False), picks.at[i].set(j)
 
   init = (min_sq, selectable, jnp.zeros(k, jnp.int32))
