@@ -268,9 +268,16 @@ def test_epochs_added_per_round_train_each_round_longer_alone_and_vmapped(cache_
   alone = loop.run(configs[0], str(tmp_path / "alone"), lines.append, progress_seconds=-1)
   assert [r["epochs_trained"] for r in alone["rounds"]] == [1, 3]
   assert "  epoch 3/3" in [line.split(":")[0] for line in lines]
+  vmapped_lines = []
   vmapped = seeds.run_vmapped(configs, [str(tmp_path / "vmapped" / f"seed_{s}") for s in (5, 6)],
-                             lambda _: None, progress_seconds=-1)
+                             vmapped_lines.append, progress_seconds=-1)
   assert [[r["epochs_trained"] for r in one["rounds"]] for one in vmapped] == [[1, 3], [1, 3]]
+  # Round 1's 3 epochs: after the second, each way says what the last one takes at most.
+  assert sum(line.startswith("  about ") for line in lines) == 1
+  for seed in (5, 6):
+    said = [l for l in vmapped_lines if l.startswith(f"seed {seed}:   about ")]
+    assert len(said) == 1 and "left in this round at most (1 more epochs at" in said[0]
+    assert f"seed {seed}: round 1/1: training on 90 labels (510 unlabeled)" in vmapped_lines
   assert report.find_runs([str(tmp_path / "alone")])[0].protocol.endswith(
       "at most 1 epochs (+2 a round), preset paper")
 

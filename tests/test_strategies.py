@@ -146,7 +146,7 @@ def _k_center_in_float64(points, labeled, k):
 def test_k_center_orders_near_duplicates_as_float64_does(copies):
   """Bases of norm ~57 (D = 32, scale 10), each copied with 1e-3 jitter: the copies are
   ~6e-5 apart in squared distance, below |x|^2 + |y|^2 - 2 x.y's float32 rounding
-  (~3e-5 and more). Half the pool labeled, so most points have 4 (copies=8) or 20
+  (one rounding of |x|^2 + |y|^2 = 6,400 is 8e-4). Half the pool labeled, so most points have 4 (copies=8) or 20
   (copies=40) labeled near-duplicates. The picks must be float64's."""
   rng = np.random.default_rng(copies)
   bases = rng.normal(0, 10, (2400 // copies, 32))

@@ -174,9 +174,9 @@ class ActiveLearner:
       self.add_labels(np.flatnonzero(known != UNLABELED), known[known != UNLABELED])
 
   @classmethod
-  def from_parts(cls, model: Model, spec: data_lib.DatasetSpec, trainer: train_lib.Trainer,
-                 strategy: strategies.Strategy, pool: strategies.ScoringPool,
-                 data: train_lib.DeviceData, *, strategy_name: str, seed: int, root_key,
+  def from_parts(cls, trainer: train_lib.Trainer, strategy: strategies.Strategy,
+                 pool: strategies.ScoringPool, data: train_lib.DeviceData, *,
+                 strategy_name: str, seed: int, root_key,
                  query_size: int, round_index: int = 0, planned_rounds: Optional[int] = None,
                  log: Optional[Callable[[str], None]] = None) -> "ActiveLearner":
     """A learner over parts that a harness built itself: a trainer and a strategy that
@@ -185,10 +185,10 @@ class ActiveLearner:
     labels are replaced by the learner's). No label is known until `add_labels`; the
     next `fit` is round `round_index` of `planned_rounds` (for the log lines)."""
     self = cls.__new__(cls)
-    self.model, self.log = model, log or logging.info
-    self.pool, self.seed, self.spec = None, int(seed), spec
-    self.pool_shape = (pool.count, *spec.image_shape)
-    self.num_classes, self.strategy_name = spec.num_classes, strategy_name
+    self.model, self.spec, self.log = trainer.nets, trainer.spec, log or logging.info
+    self.pool, self.seed = None, int(seed)
+    self.pool_shape = (pool.count, *self.spec.image_shape)
+    self.num_classes, self.strategy_name = self.spec.num_classes, strategy_name
     self.train_settings = trainer.settings
     self._start(trainer, strategy, pool, data, root_key, query_size, round_index,
                 planned_rounds)
@@ -270,16 +270,26 @@ class ActiveLearner:
 
   # --- Rounds -------------------------------------------------------------------------
 
+  def round_key(self, round_index: int) -> jax.Array:
+    """Round r's key, fold_in(fold_in(root, 1), r), the root being key(seed);
+    fold_in(root, 0) is left for drawing a random first labeled set."""
+    return jax.random.fold_in(jax.random.fold_in(self._root_key, 1), round_index)
+
   def round_keys(self, round_index: int) -> Tuple[jax.Array, jax.Array]:
-    """Round r's (training, query) keys: split(fold_in(fold_in(root, 1), r)), the root
-    being key(seed); fold_in(root, 0) is left for drawing a random first labeled set."""
-    return tuple(jax.random.split(jax.random.fold_in(jax.random.fold_in(self._root_key, 1),
-                                                     round_index)))
+    """Round r's (training, query) keys: the split of `round_key(r)`."""
+    return tuple(jax.random.split(self.round_key(round_index)))
 
   def _round_name(self, round_index: int) -> str:
     if self._planned_rounds is None:
       return f"round {round_index}"
     return f"round {round_index}/{self._planned_rounds}"
+
+  def log_round_start(self) -> None:
+    """Says what the next fit trains on (fit says it itself; a harness that trains the
+    round elsewhere, as vmapped seeds do, calls this)."""
+    labeled = len(self._labeled)
+    self.log(f"{self._round_name(self.round)}: training on {labeled} labels "
+             f"({self.pool_shape[0] - labeled} unlabeled)")
 
   def fit(self, progress=None) -> train_lib.FitResult:
     """Trains a fresh network on the labels (and, for WAAL, the unlabeled pool) and
@@ -294,8 +304,7 @@ class ActiveLearner:
       raise UserError("fit: every pool example is labeled; nothing is left to query")
     query_size = self._query_size or len(labeled)
     train_key, _ = self.round_keys(self.round)
-    self.log(f"{self._round_name(self.round)}: training on {len(labeled)} labels "
-             f"({count - len(labeled)} unlabeled)")
+    self.log_round_start()
     try:
       fit = self.trainer.fit(train_key, self._data, labeled, query_size, log=self.log,
                              progress=progress, round_index=self.round)

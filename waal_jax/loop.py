@@ -270,12 +270,6 @@ def diverged_error(exp: Experiment, round_index: int, error, which: str = "") ->
       f"and use another --workdir ({kept}; the same command would diverge again)")
 
 
-def log_round_start(exp: Experiment, round_index: int, labeled: np.ndarray, log) -> None:
-  pool_count = len(exp.splits.pool_labels)
-  log(f"round {round_index}/{exp.al.rounds}: training on {len(labeled)} labels "
-      f"({pool_count - len(labeled)} unlabeled)")
-
-
 def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -> tuple:
   """Tests the round's network (which the run's learner holds) and (but in the last
   round) queries with it; returns (record, network)."""
@@ -310,16 +304,18 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
   if notes:   # what the strategy found worth saying about this query
     record["query_notes"] = notes
   if exp.splits.pool_files is not None:   # the user's own images: which files were bought
-    record["queried_files"] = [_relative_file(str(f), exp.settings.data.path)
-                               for f in exp.splits.pool_files[queried]]
+    record["queried_files"] = _relative_files(exp.splits.pool_files[queried],
+                                              exp.settings.data.path)
   return record, fit.variables
 
 
-def _relative_file(path: str, root: str) -> str:
-  """An image's path relative to data.path (an .npz's examples are named as they are)."""
-  if root and os.path.isdir(root) and os.path.isabs(path):
-    return os.path.relpath(path, os.path.abspath(root))
-  return path
+def _relative_files(paths, root: str) -> List[str]:
+  """Images' paths relative to data.path, a folder (an .npz's examples are named as
+  they are)."""
+  if not (root and os.path.isdir(root)):
+    return [str(p) for p in paths]
+  root = os.path.abspath(root)
+  return [os.path.relpath(str(p), root) if os.path.isabs(str(p)) else str(p) for p in paths]
 
 
 class OpenRun:
@@ -357,7 +353,6 @@ class OpenRun:
     if self.exp.al.oracle == "human":   # Checked before anything in the workdir changes.
       self.take_human_labels()
     self.learner = self._learner()
-    self.rounds_key = jax.random.fold_in(self.state.root_key, 1)
     self.device, self.software = sharding.describe_devices(), provenance.software()
     self.rounds_finished_here = 0
     results_path = os.path.join(workdir, RESULTS_FILE)
@@ -374,8 +369,7 @@ class OpenRun:
     labels bought so far."""
     exp, state = self.exp, self.state
     learner = learner_lib.ActiveLearner.from_parts(
-        exp.trainer.nets, exp.splits.spec, exp.trainer, exp.strategy, exp.pool,
-        exp.device_data, strategy_name=exp.settings.query.strategy, seed=exp.settings.seed,
+        exp.trainer, exp.strategy, exp.pool, exp.device_data, strategy_name=exp.settings.query.strategy, seed=exp.settings.seed,
         root_key=state.root_key, query_size=exp.al.query_size, round_index=state.first_round,
         planned_rounds=exp.al.rounds, log=self.log)
     learner.add_labels(state.labeled, exp.splits.pool_labels[state.labeled])
@@ -427,9 +421,6 @@ class OpenRun:
     last = self.state.history[-1] if self.state.history else None
     return (self.exp.al.oracle == "human" and last is not None
             and bool(last["queried_indices"]) and last.get("queried_labels") is None)
-
-  def round_key(self, round_index: int):
-    return jax.random.fold_in(self.rounds_key, round_index)
 
   def write_results(self) -> dict:
     results = {"config": self.config_dict, "device": self.device, "software": self.software,
@@ -485,7 +476,7 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
   """
   with OpenRun(config, workdir, log or logging.info, shared) as one:
     for round_index in one.rounds_left:
-      key = one.round_key(round_index)
+      key = one.learner.round_key(round_index)
       progress = None
       # (One process only: with several, each would need the same file.)
       if progress_seconds >= 0 and jax.process_count() == 1:

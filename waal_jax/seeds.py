@@ -108,12 +108,12 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
     for round_index in runs[0].rounds_left:
       keys = [one.learner.round_keys(round_index) for one in runs]
       for one in runs:
-        loop.log_round_start(one.exp, round_index, one.state.labeled, one.log)
+        one.learner.log_round_start()
       progress = None
       if progress_seconds >= 0 and jax.process_count() == 1:
         seeds = ", ".join(str(config.seed) for config in configs)
         progress = [checkpoints.RoundProgress(one.workdir, round_index, one.state.labeled,
-                                              one.round_key(round_index), progress_seconds,
+                                              one.learner.round_key(round_index), progress_seconds,
                                               one.log, seed_batch=seeds) for one in runs]
       try:
         fits = batch.fit([k[0] for k in keys], data, [one.state.labeled for one in runs],

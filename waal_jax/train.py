@@ -539,7 +539,7 @@ class Trainer:
       history.append(record)
       if selection.after_epoch(record, _variables(state), log):
         break
-      if record["epoch"] == 2 and settings.epochs > 2:
+      if record["epoch"] == 2 and settings.epochs > 2:   # (SeedBatchTrainer.fit: the same)
         log(round_estimate(record, settings.epochs))
       if progress is not None and epoch + 1 < settings.epochs and progress.due():
         self._save_progress(progress, state, selection, history,
@@ -765,6 +765,8 @@ class SeedBatchTrainer:
         except Diverged as e:
           e.seed_index = k
           raise
+        if record["epoch"] == 2 and settings.epochs > 2 and not stop:
+          logs[k](round_estimate(record, settings.epochs))
         if stop:
           running.remove(k)
           if settings.model_selection == "last":
