@@ -30,6 +30,8 @@ ARMS = {
 # Strategies newer than the paper (issue 12's comparison), run the same way on request.
 NEWER_ARMS = {name: ("paper", {"query.strategy": name})
               for name in ("badge", "batchbald", "typiclust", "probcover")}
+# The committed BatchBALD runs scored the whole pool at every pick (the default then).
+NEWER_ARMS["batchbald"][1]["query.batchbald_candidates"] = 0
 # DeepFool as DeepAL ran it until its 2022 fix (towards the last class other than the
 # prediction, no overshoot), which the paper's DeepFool most likely was; on request.
 CHECK_ARMS = {"deepfool_last_class": ("paper", {"query.strategy": "deepfool",

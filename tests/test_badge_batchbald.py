@@ -266,6 +266,45 @@ def test_batchbald_skips_a_duplicate_that_bald_takes_twice():
   np.testing.assert_allclose(information[:2], [np.log(2), np.log(4) - h9], atol=1e-4)
 
 
+def test_the_exact_picks_come_from_the_whole_pool_not_the_shortlist():
+  """The duplicate case above with batchbald_candidates=2: the shortlist is BALD's top
+  two, example 1 and its copy 3. Pick 2 is still exact (2 configurations fit in 64),
+  so it is the whole pool's best, example 2, not the copy the shortlist holds."""
+  e = 1e-6
+  sure_0, sure_1 = [1 - e, e], [e, 1 - e]
+  split = [sure_0, sure_0, sure_1, sure_1]
+  other = [[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]]
+  probs = np.array([[[0.5, 0.5]] * 4, split, other, split, [[0.7, 0.3]] * 4], np.float32)
+  picks, _ = batchbald.batchbald_greedy(jnp.log(jnp.asarray(probs)), jnp.ones(5, bool),
+                                        jax.random.key(0), k=2, configurations=64,
+                                        candidates=2)
+  assert picks.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("chosen_count,configurations", [(2, 64), (4, 64)])
+def test_branch_and_bound_finds_the_best_of_every_candidate(chosen_count, configurations):
+  """400 candidates of 6 classes, T = 5, after 2 picks (36 configurations: exact) and 4
+  (sampled): the group bounds are never below a candidate's joint entropy, and
+  best_of_all, which evaluates only the candidates whose bound can still win, returns
+  the candidate (and joint entropy) that scoring every one of them gives."""
+  probs = _dirichlet_probs(400 + chosen_count, 5, 6, seed=4)
+  state = _state_after(probs[:chosen_count], configurations, jax.random.key(2))
+  assert bool(state[3]) == (chosen_count == 2)
+  pool = jnp.asarray(probs[chosen_count:])
+  joint = np.asarray(batchbald.joint_entropies(
+      state, batchbald.candidate_blocks(pool, 100), 6))
+  bounds = np.asarray(batchbald.group_bounds(state, pool, 8))
+  assert np.all(bounds >= joint - 1e-5)
+  assert np.mean(bounds - joint) > 0.01          # (a bound, not the same numbers)
+  conditional = -np.sum(probs[chosen_count:] * np.log(probs[chosen_count:]), -1).mean(-1)
+  available = np.arange(400) % 9 != 0
+  expected = int(np.argmax(np.where(available, joint - conditional, -np.inf)))
+  index, best_joint = batchbald.best_of_all(state, pool, jnp.asarray(conditional),
+                                            jnp.asarray(available), groups=8, chunk=16)
+  assert int(index) == expected
+  assert float(best_joint) == pytest.approx(joint[expected], rel=1e-5)
+
+
 def test_a_batch_that_pins_down_the_draw_is_noted():
   """T = 4 draws. Example 1's label tells draws {0, 1} from {2, 3}, example 2's tells
   {0, 2} from {1, 3}: together they name the draw, I = log 4 = 1.386 nats, the ceiling
@@ -290,8 +329,9 @@ def test_a_batch_that_pins_down_the_draw_is_noted():
 def test_batchbald_strategy_shares_dropout_masks_and_starts_at_bald(lenet):
   """Through strategies.create on LeNet-5 with dropout: a copied image gets the same T
   predictions (one set of masks for the pool, which the joint needs) while the passes
-  differ; with batchbald_candidates=10 the picks are distinct, unlabeled, among the 10
-  of largest BALD, and the first is BALD's top."""
+  differ; with batchbald_candidates=10 the picks are distinct and unlabeled, the first
+  is BALD's top, the two exact ones (10 configurations of one pick fit in 64, 100 of two
+  do not) are the whole pool's, and the sampled ones are among the 10 of largest BALD."""
   nets, variables = lenet
   images, _ = _pool()
   images[40] = images[3]
@@ -310,6 +350,10 @@ def test_batchbald_strategy_shares_dropout_masks_and_starts_at_bald(lenet):
   picks = strategy.select(key, variables, pool, is_labeled, 8).tolist()
   assert picks[0] == scores.argmax()
   assert len(set(picks)) == 8 and not np.any(is_labeled[picks])
-  assert set(picks) <= set(np.argsort(-scores)[:10].tolist())
+  whole_pool, _ = batchbald.batchbald_greedy(
+      jnp.asarray(log_probs), jnp.asarray(~is_labeled), jax.random.split(key)[1], k=2,
+      configurations=64)
+  assert picks[:2] == whole_pool.tolist()
+  assert set(picks[2:]) <= set(np.argsort(-scores)[:10].tolist())
   strategy.take_notes()
   assert strategy.take_notes() == []    # the loop takes each query's notes once

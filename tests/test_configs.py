@@ -126,14 +126,36 @@ def test_every_field_has_one_default_and_help_in_the_schema():
   assert settings.default("train.epochs") == 80 and settings.default("query.mc_samples") == 10
 
 
+def test_only_the_run_s_own_strategy_options_decide_whose_run_it_is(tmp_path):
+  """A WAAL run recorded with query.batchbald_candidates=0 (the default then) belongs to
+  today's config, whose default is 2000: WAAL never reads it. A BatchBALD run recorded
+  so does not, and neither does a WAAL run with another query.selection."""
+  from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist.get_config().to_dict()
+  assert config["query"]["batchbald_candidates"] == 2000
+  older = json.loads(json.dumps(config))
+  older["query"]["batchbald_candidates"] = 0
+  (tmp_path / checkpoints.OWNER_FILE).write_text(json.dumps(older))
+  assert checkpoints.check_workdir(str(tmp_path), config)
+  config["query"]["selection"] = 3.0
+  with pytest.raises(UserError, match=r"query.selection: 5.0 there, 3.0 now"):
+    checkpoints.check_workdir(str(tmp_path), config)
+  config["query"]["selection"] = 5.0
+  older["query"]["strategy"] = config["query"]["strategy"] = "batchbald"
+  (tmp_path / checkpoints.OWNER_FILE).write_text(json.dumps(older))
+  with pytest.raises(UserError, match=r"query.batchbald_candidates: 0 there, 2000 now"):
+    checkpoints.check_workdir(str(tmp_path), config)
+
+
 def test_the_committed_campaign_resumes_under_today_s_config():
   """Each arm's committed seed 0 of results/fashion_mnist_full belongs to the config
   experiments/table4_arms.py builds now: a field added without its ADDED_FIELDS entry
-  would stop the whole campaign at its next start."""
+  would stop the whole campaign at its next start, and so would a changed default
+  (query.batchbald_candidates: the BatchBALD arm keeps the committed runs' 0)."""
   from experiments import table4_arms  # pylint: disable=g-import-not-at-top
   from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
   root = os.path.join(ROOT, "results", "fashion_mnist_full")
-  for arm in table4_arms.ARMS:
+  for arm in {**table4_arms.ARMS, **table4_arms.NEWER_ARMS}:
     config = table4_arms.arm_config(arm, 0, [])
     settings.resolve(config)
     workdir = os.path.join(root, arm, "seed_0")

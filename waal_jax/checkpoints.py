@@ -33,6 +33,7 @@ import orbax.checkpoint as ocp
 
 from waal_jax import interrupts
 from waal_jax import settings
+from waal_jax import strategies
 from waal_jax.errors import UserError
 
 # Fields that say where the data are or how the same numbers are computed, not what is
@@ -81,8 +82,9 @@ def check_workdir(workdir: str, config_dict: dict) -> bool:
     raise UserError(f"{path} is unreadable ({e}); use another --workdir") from e
   old, new = _flatten(recorded), _flatten(json.loads(json.dumps(config_dict)))
   defaults = json.loads(json.dumps({name: o.default for name, o in settings.schema()}))
+  unread = _options_the_strategy_does_not_read(new.get("query.strategy"))
   for field in sorted(set(old) | set(new)):
-    if field in NOT_PART_OF_THE_RUN:
+    if field in NOT_PART_OF_THE_RUN or field in unread:
       continue
     # A field added after the run was recorded: its default does what that run did.
     if field not in old and field in defaults and new.get(field) == defaults[field]:
@@ -93,6 +95,17 @@ def check_workdir(workdir: str, config_dict: dict) -> bool:
           f"{old.get(field)!r} there, {new.get(field)!r} now); use another --workdir "
           "or delete that one")
   return True
+
+
+def _options_the_strategy_does_not_read(strategy) -> set:
+  """query.<option> fields of the other strategies: a run never reads them, so a new
+  default of one (query.batchbald_candidates 0 -> 2000) leaves every other run as it
+  was. (A run of another strategy differs in query.strategy itself.)"""
+  try:
+    own = strategies.get(strategy).config_fields
+  except UserError:
+    return set()
+  return {f"query.{name}" for name in strategies.all_options() if name not in own}
 
 
 def claim_workdir(workdir: str, config_dict: dict) -> None:
