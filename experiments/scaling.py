@@ -43,13 +43,14 @@ the query: the pool or the arrays, and the network), `peak_device_bytes`
 `device`). A rerun skips the records already in --out, so the command resumes; a
 series that did not finish at some N is not tried at larger N.
 
---plot reads --out and writes, beside it, one log-log plot of seconds against N per
-kind (plot_<kind>.png) and fit.json: per (kind, implementation, strategy) the exponent b
-of seconds = a N^b, least squares on log-log over the sizes that finished.
+--plot reads --out and writes, beside it, a log-log plot of seconds against N per kind
+(plot_<kind>.png: ours from the pool; ours and the peers on the same arrays), fit.json
+(per series the exponent b of seconds = a N^b, least squares on log-log over the sizes
+that finished) and summary.md (the tables: seconds, exponents, peak memory, where a
+series stopped, the peers' time over ours and the picks both made).
 """
 
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -62,6 +63,8 @@ from absl import flags
 import numpy as np
 
 from experiments import cli
+from experiments.scaling_parts import (BASE_COUNT, SEED, fit_exponent, labeled_mask, make_pool,
+                                        watch)
 
 _KINDS = flags.DEFINE_list("kinds", ["embeddings", "images"], "Pools: embeddings, images.")
 _SIZES = flags.DEFINE_list("sizes", ["40000", "160000", "640000", "2560000"],
@@ -98,11 +101,6 @@ PEERS = {"coreset": ("scikit-activeml", "coreset"), "badge": ("scikit-activeml",
          "dbal": ("baal", "bald"), "batchbald": ("baal", "batchbald")}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER_PYTHON = os.path.join(ROOT, ".venv-peers", "bin", "python")
-BASE_COUNT = 60000      # Fashion-MNIST's training images: copy 0 of every pool
-EMBEDDING_DIM = 128
-SEED = 0
-
-
 def cache_dir() -> str:
   if _CACHE.value:
     return _CACHE.value
@@ -119,55 +117,6 @@ def cpu_model() -> str:
 
 
 # --- The pools ----------------------------------------------------------------------
-
-
-def base_images():
-  """Fashion-MNIST's training images (60000, 28, 28, 1) uint8 and labels."""
-  from waal_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  raw = data_lib.load_raw("fashion_mnist", download=False)
-  return raw.train_images, raw.train_labels
-
-
-def base_vectors(images):
-  """The images' first EMBEDDING_DIM principal components, unit variance: (60000, 128)
-  float32, cached (the SVD takes a few seconds)."""
-  path = os.path.join(cache_dir(), "vectors.npy")
-  if os.path.exists(path):
-    return np.load(path)
-  x = images.reshape(len(images), -1).astype(np.float64) / 255.0
-  x -= x.mean(axis=0)
-  _, _, vt = np.linalg.svd(x[::6], full_matrices=False)   # 10,000 rows fix the axes
-  vectors = x @ vt[:EMBEDDING_DIM].T
-  vectors /= vectors.std(axis=0)
-  os.makedirs(cache_dir(), exist_ok=True)
-  np.save(path, vectors.astype(np.float32))
-  return np.load(path)
-
-
-def make_pool(kind: str, size: int):
-  """The pool of `size` examples: copy c of the base (rows c * 60000 ..) perturbed with
-  its own generator (copy 0 as it is), so a pool's first rows are every smaller pool."""
-  images, labels = base_images()
-  base = images if kind == "images" else base_vectors(images)
-  pool = np.empty((size, *base.shape[1:]), base.dtype)
-  for copy, start in enumerate(range(0, size, BASE_COUNT)):
-    rows = min(BASE_COUNT, size - start)
-    part = base[:rows]
-    if copy:
-      rng = np.random.default_rng([SEED, copy])
-      if kind == "images":
-        noise = rng.integers(-2, 3, size=part.shape, dtype=np.int16)
-        part = np.clip(part.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-      else:
-        part = part + rng.normal(0.0, 0.05, size=part.shape).astype(np.float32)
-    pool[start:start + rows] = part
-  return pool, np.resize(labels, size)
-
-
-def labeled_mask(size: int, count: int):
-  mask = np.zeros(size, bool)
-  mask[np.random.default_rng(SEED).permutation(min(size, BASE_COUNT))[:count]] = True
-  return mask
 
 
 def build_model(kind: str):
@@ -187,7 +136,7 @@ def trained_network(kind: str, log):
   import waal_jax  # pylint: disable=g-import-not-at-top
   path = os.path.join(cache_dir(), f"network_{kind}.msgpack")
   model = build_model(kind)
-  pool, labels = make_pool(kind, BASE_COUNT)
+  pool, labels = make_pool(kind, BASE_COUNT, cache_dir())
   if not os.path.exists(path):
     mask = labeled_mask(BASE_COUNT, _LABELED.value)
     known = np.where(mask, labels, -1)
@@ -277,7 +226,7 @@ def run_child(kind: str, strategy_name: str, size: int, mode: str) -> dict:
     np.save(os.path.join(folder, "picks_waal_jax.npy"), picks)
     return record
   variables, mean, std = trained_network(kind, log=lambda _: None)
-  pool_x, _ = make_pool(kind, size)
+  pool_x, _ = make_pool(kind, size, cache_dir())
   mesh = sharding.make_mesh()
   spec = data_lib.DatasetSpec("arrays", pool_x.shape[1:], 10, mean, std)
   query = settings_lib.QuerySettings.of(strategy_name)
@@ -305,29 +254,6 @@ def run_child(kind: str, strategy_name: str, size: int, mode: str) -> dict:
 # --- The orchestrator ----------------------------------------------------------------------
 
 
-def _watch(process, limit_seconds: float, limit_bytes: float):
-  """Waits for `process`; kills it past the time or resident-memory limit. Returns the
-  reason it was killed, or ''."""
-  start, reason = time.monotonic(), ""
-  while process.poll() is None:
-    if time.monotonic() - start > limit_seconds:
-      reason = f"over the time limit of {limit_seconds:g} s"
-    else:
-      try:
-        with open(f"/proc/{process.pid}/status") as f:
-          rss = next((int(l.split()[1]) * 1024 for l in f if l.startswith("VmRSS:")), 0)
-      except OSError:
-        rss = 0
-      if rss > limit_bytes:
-        reason = f"over the memory limit of {limit_bytes / 2**30:.3g} GiB resident"
-    if reason:
-      process.kill()
-      process.wait()
-      return reason
-    time.sleep(0.2)
-  return ""
-
-
 def run_process(args) -> dict:
   """Runs a record's process under the time and memory limits: its last stdout line
   (JSON), or {"reason": why it did not finish}."""
@@ -338,7 +264,7 @@ def run_process(args) -> dict:
              for n, s in (("out", process.stdout), ("err", process.stderr))]
   for reader in readers:
     reader.start()
-  reason = _watch(process, _TIME_LIMIT.value, _MEMORY_LIMIT.value * 2**30)
+  reason = watch(process, _TIME_LIMIT.value, _MEMORY_LIMIT.value * 2**30)
   for reader in readers:
     reader.join()
   if reason:
@@ -408,6 +334,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   from waal_jax import sharding  # pylint: disable=g-import-not-at-top
   from waal_jax import strategies  # pylint: disable=g-import-not-at-top
+  from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   names = strategies.names() if _STRATEGIES.value == ["all"] else _STRATEGIES.value
   for name in names:
     if name not in strategies.names():
@@ -455,7 +382,10 @@ def main(argv):
 
   for kind in _KINDS.value:
     cli.log(f"{kind}: the network (trained once, then cached in {cache_dir()})")
-    trained_network(kind, log=cli.log)
+    try:
+      trained_network(kind, log=cli.log)
+    except UserError as e:     # no Fashion-MNIST here, as a rule
+      cli.fail(str(e))
     for size in sizes:
       for name in names:
         measure(kind, "waal_jax", "pool", name, size,
@@ -478,18 +408,81 @@ def main(argv):
 # --- The plot ----------------------------------------------------------------------------
 
 
-def fit_exponent(sizes, seconds):
-  """b of seconds = a N^b by least squares on (log N, log seconds), or None below two
-  sizes."""
-  if len(sizes) < 2:
-    return None
-  xs, ys = [math.log(n) for n in sizes], [math.log(s) for s in seconds]
-  mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-  return (sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-          / sum((x - mx) ** 2 for x in xs))
+def _series(records, kind, implementation, inputs, strategy):
+  mine = [r for r in records if r["kind"] == kind and r["strategy"] == strategy
+          and r["implementation"] == implementation and r.get("inputs", "pool") == inputs]
+  finished = sorted((r for r in mine if "seconds" in r), key=lambda r: r["pool_size"])
+  return finished, [r for r in mine if "reason" in r]
+
+
+def _gib(count) -> str:
+  return f"{count / 2**30:.2f}"
+
+
+def _seconds(value) -> str:
+  return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def summary_tables(records, fits) -> str:
+  """summary.md: per kind, our strategies from the pool (seconds at each N, exponent,
+  peak memory, where they stopped), and the peers beside ours on the same arrays."""
+  lines = []
+  for kind in sorted({r["kind"] for r in records}):
+    machine = next(r for r in records if r["kind"] == kind)
+    sizes = sorted({r["pool_size"] for r in records if r["kind"] == kind})
+    head = " | ".join(f"N={n:,}" for n in sizes)
+    lines += [f"## {kind}", "",
+              f"Query of {machine['query_size']:,} with {machine['labeled']:,} labeled; "
+              f"{machine['cpu_model']} ({machine['cores']} cores), {machine['device']}, "
+              f"jax {machine['jax']}. Seconds of one query; b: the fitted exponent of "
+              "seconds = a N^b; peak: resident GiB during the query at the largest N it "
+              "finished.", "",
+              f"| strategy (waal_jax, from the pool) | {head} | b | peak | did not finish |",
+              "| --- | " + " | ".join("---" for _ in sizes) + " | --- | --- | --- |"]
+    fit_of = {(f["kind"], f["implementation"], f["inputs"], f["strategy"]): f for f in fits}
+    for strategy in sorted({r["strategy"] for r in records if r["kind"] == kind}):
+      finished, unfinished = _series(records, kind, "waal_jax", "pool", strategy)
+      if not finished and not unfinished:
+        continue
+      by_size = {r["pool_size"]: r for r in finished}
+      cells = [_seconds(by_size[n]["seconds"]) if n in by_size else "-" for n in sizes]
+      exponent = fit_of[(kind, "waal_jax", "pool", strategy)]["exponent"]
+      stops = "; ".join(f"N={r['pool_size']:,}: {r['reason']}" for r in unfinished)
+      lines.append(f"| {strategy} | {' | '.join(cells)} | "
+                   f"{'-' if exponent is None else f'{exponent:.2f}'} | "
+                   f"{_gib(finished[-1]['peak_host_bytes']) if finished else '-'} | "
+                   f"{stops or '-'} |")
+    peers = sorted({(r["strategy"], r["implementation"]) for r in records
+                    if r["kind"] == kind and r["implementation"] != "waal_jax"})
+    if peers:
+      lines += ["", "The peers on the same arrays (the model outputs each strategy reads, "
+                "computed once by our network): their seconds / ours (`waal_jax."
+                "strategies.query` on the same files), and of the query's picks how many "
+                "both made.", "",
+                f"| strategy | peer | {head} | largest N the peer finished |",
+                "| --- | --- | " + " | ".join("---" for _ in sizes) + " | --- |"]
+      for strategy, peer in peers:
+        theirs, stopped = _series(records, kind, peer, "arrays", strategy)
+        ours, _ = _series(records, kind, "waal_jax", "arrays", strategy)
+        ours = {r["pool_size"]: r for r in ours}
+        cells = []
+        for n in sizes:
+          record = next((r for r in theirs if r["pool_size"] == n), None)
+          stop = next((r for r in stopped if r["pool_size"] == n), None)
+          if record and n in ours:
+            cells.append(f"{_seconds(record['seconds'])} s / {_seconds(ours[n]['seconds'])} s "
+                         f"= {record['seconds'] / ours[n]['seconds']:.1f}x, "
+                         f"{record.get('picks_in_both', '-')} in both")
+          else:
+            cells.append(stop["reason"] if stop else "-")
+        largest = f"{theirs[-1]['pool_size']:,}" if theirs else "none"
+        lines.append(f"| {strategy} | {peer} | {' | '.join(cells)} | {largest} |")
+    lines.append("")
+  return "\n".join(lines)
 
 
 def plot(path: str) -> None:
+  """plot_<kind>.png, fit.json and summary.md beside `path` (see the module docstring)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -499,50 +492,54 @@ def plot(path: str) -> None:
   fits = []
   folder = os.path.dirname(os.path.abspath(path))
   for kind in sorted({r["kind"] for r in records}):
-    figure, axes = plt.subplots(figsize=(8, 6))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
     series = sorted({(r["implementation"], r.get("inputs", "pool"), r["strategy"])
                      for r in records if r["kind"] == kind})
+    names = sorted({strategy for _, _, strategy in series})
+    colors = {name: plt.get_cmap("tab20")(i % 20) for i, name in enumerate(names)}
     for implementation, inputs, strategy in series:
-      mine = [r for r in records if r["kind"] == kind and r["strategy"] == strategy
-              and r["implementation"] == implementation and r.get("inputs", "pool") == inputs]
-      rows = sorted((r for r in mine if "seconds" in r), key=lambda r: r["pool_size"])
-      unfinished = [r for r in mine if "reason" in r]
+      rows, unfinished = _series(records, kind, implementation, inputs, strategy)
       exponent = fit_exponent([r["pool_size"] for r in rows], [r["seconds"] for r in rows])
       fits.append({"kind": kind, "implementation": implementation, "inputs": inputs,
-                   "strategy": strategy,
-                   "exponent": exponent, "sizes": [r["pool_size"] for r in rows],
+                   "strategy": strategy, "exponent": exponent,
+                   "sizes": [r["pool_size"] for r in rows],
                    "seconds": [r["seconds"] for r in rows],
                    "did_not_finish": [{"pool_size": r["pool_size"], "reason": r["reason"]}
                                       for r in unfinished]})
       if not rows:
         continue
-      label = strategy if (implementation, inputs) == ("waal_jax", "pool") else (
-          f"{strategy} ({implementation}, {inputs})")
+      label = strategy if inputs == "pool" else f"{strategy} ({implementation})"
       if exponent is not None:
         label += f"  b={exponent:.2f}"
+      axes = left if inputs == "pool" else right
       axes.plot([r["pool_size"] for r in rows], [r["seconds"] for r in rows],
-                "o-" if inputs == "pool" else ("s--" if implementation == "waal_jax" else "x:"),
+                "o-" if implementation == "waal_jax" else "x:", color=colors[strategy],
                 label=label)
-    axes.set_xscale("log")
-    axes.set_yscale("log")
-    axes.set_xlabel("pool size N")
-    axes.set_ylabel("query seconds")
     machine = next(r for r in records if r["kind"] == kind)
-    axes.set_title(f"{kind}: query of {machine['query_size']} ({machine['cpu_model']}, "
-                   f"{machine['device']})", fontsize=9)
-    axes.legend(fontsize=7, ncol=2)
-    axes.grid(True, which="both", alpha=0.3)
+    left.set_title(f"{kind}: waal_jax, from the pool through the network", fontsize=9)
+    right.set_title("on the same arrays: waal_jax (o) and the peers (x)", fontsize=9)
+    for axes in (left, right):
+      axes.set_xscale("log")
+      axes.set_yscale("log")
+      axes.set_xlabel("pool size N")
+      axes.legend(fontsize=7, ncol=2)
+      axes.grid(True, which="both", alpha=0.3)
+    left.set_ylabel(f"seconds for a query of {machine['query_size']} "
+                    f"({machine['cpu_model']}, {machine['device']})")
     figure.tight_layout()
-    figure.savefig(os.path.join(folder, f"plot_{kind}.png"), dpi=110)
+    figure.savefig(os.path.join(folder, f"plot_{kind}.png"), dpi=100)
     plt.close(figure)
   with open(os.path.join(folder, "fit.json"), "w") as f:
     json.dump(fits, f, indent=1)
+  with open(os.path.join(folder, "summary.md"), "w") as f:
+    f.write("# Query time as the pool grows\n\nMade by `python -m experiments.scaling "
+            "--plot` from scaling.jsonl (see README.md for the command that measured it)."
+            "\n\n" + summary_tables(records, fits))
   for fit in fits:
     b = "-" if fit["exponent"] is None else f"{fit['exponent']:.2f}"
     stops = "; ".join(f"N={d['pool_size']}: {d['reason']}" for d in fit["did_not_finish"])
     print(f"{fit['kind']:>10} {fit['implementation']:>15} {fit['inputs']:>6} "
-          f"{fit['strategy']:>16}  b={b:>5}  "
-          f"{stops}")
+          f"{fit['strategy']:>16}  b={b:>5}  {stops}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The scaling benchmark's parts: its pools, its limits, its fit (experiments/scaling.py)."""
+"""The scaling benchmark's parts: its pools, its limits, its fit
+(experiments/scaling_parts.py, which experiments/scaling.py runs)."""
 
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import needs_fashion_mnist
-from experiments import scaling
+from experiments import scaling_parts as scaling
 
 
 def test_the_fitted_exponent_of_a_power_law():
@@ -24,17 +25,17 @@ def test_the_fitted_exponent_of_a_power_law():
 
 
 @needs_fashion_mnist
-def test_pools_repeat_fashion_mnist_with_small_perturbations(monkeypatch):
+def test_pools_repeat_fashion_mnist_with_small_perturbations(tmp_path):
   """Copy 0 is the training images as they are; copy 1 moves every pixel by at most 2
   levels (and some by some); a smaller pool is the start of a larger one."""
   images, labels = scaling.base_images()
-  pool, pool_labels = scaling.make_pool("images", 130000)
+  pool, pool_labels = scaling.make_pool("images", 130000, str(tmp_path))
   assert pool.shape == (130000, 28, 28, 1) and pool.dtype == np.uint8
   np.testing.assert_array_equal(pool[:60000], images)
   moved = pool[60000:120000].astype(int) - images.astype(int)
   assert np.abs(moved).max() <= 2 and np.mean(moved != 0) > 0.3
   np.testing.assert_array_equal(pool_labels[60000:120000], labels)
-  smaller, _ = scaling.make_pool("images", 70000)
+  smaller, _ = scaling.make_pool("images", 70000, str(tmp_path))
   np.testing.assert_array_equal(smaller, pool[:70000])
   mask = scaling.labeled_mask(130000, 1000)
   assert mask.sum() == 1000 and not mask[60000:].any()
@@ -42,12 +43,12 @@ def test_pools_repeat_fashion_mnist_with_small_perturbations(monkeypatch):
 
 def test_a_process_past_its_limits_is_stopped_with_the_reason():
   slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-  assert scaling._watch(slow, 0.5, 2**40) == "over the time limit of 0.5 s"  # pylint: disable=protected-access
+  assert scaling.watch(slow, 0.5, 2**40) == "over the time limit of 0.5 s"
   assert slow.returncode is not None
   hungry = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(400 << 20); "
                              "b[::4096] = b'x' * len(b[::4096]); time.sleep(60)"])
-  assert scaling._watch(hungry, 60, 200 * 2**20) == (  # pylint: disable=protected-access
+  assert scaling.watch(hungry, 60, 200 * 2**20) == (
       "over the memory limit of 0.195 GiB resident")
   assert hungry.returncode is not None
   quick = subprocess.Popen([sys.executable, "-c", "pass"])
-  assert scaling._watch(quick, 60, 2**40) == ""  # pylint: disable=protected-access
+  assert scaling.watch(quick, 60, 2**40) == ""
