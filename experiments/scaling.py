@@ -173,9 +173,10 @@ def _reset_peak() -> None:
     f.write("5")
 
 
-def _timed(select) -> dict:
-  """Times select() -> picks: a warm-up call (compilation) and the timed one, or the
-  first alone past --warm_up_limit; peak resident memory during the timed call."""
+def _timed(select):
+  """(record, picks) of select() -> picks: a warm-up call (compilation) and the timed
+  one, or the first alone past --warm_up_limit; peak resident memory during the timed
+  call."""
   baseline = _status_bytes("VmRSS")
   _reset_peak()
   start = time.perf_counter()

@@ -74,8 +74,8 @@ from waal_jax.strategies.uncertainty import entropy
 _BLOCK_ELEMENTS = {"cpu": 1 << 20}
 _ACCELERATOR_BLOCK_ELEMENTS = 1 << 26
 _TINY = 1e-30
-# The bounds of the exact picks: rows in this many groups (or the configurations' count,
-# if it has fewer divisors in common), candidates evaluated this many at a time.
+# The bounds of the exact picks: the S rows in gcd(S, _BOUND_GROUPS) equal groups;
+# candidates evaluated _BOUND_CHUNK at a time.
 _BOUND_GROUPS = 64
 _BOUND_CHUNK = 256
 _HIGHEST = jax.lax.Precision.HIGHEST   # no TF32 on GPUs; the products are memory-bound
