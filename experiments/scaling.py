@@ -135,9 +135,9 @@ def trained_network(kind: str, log):
   import jax  # pylint: disable=g-import-not-at-top
   import waal_jax  # pylint: disable=g-import-not-at-top
   path = os.path.join(cache_dir(), f"network_{kind}.msgpack")
-  model = build_model(kind)
-  pool, labels = make_pool(kind, BASE_COUNT, cache_dir())
   if not os.path.exists(path):
+    model = build_model(kind)
+    pool, labels = make_pool(kind, BASE_COUNT, cache_dir())
     mask = labeled_mask(BASE_COUNT, _LABELED.value)
     known = np.where(mask, labels, -1)
     learner = waal_jax.ActiveLearner(model, pool, labels=known, strategy="waal",

@@ -267,9 +267,10 @@ def batchbald_greedy(log_probs, selectable, key, *, k: int, configurations: int,
   if candidates and candidates < n:
     bald_scores = bald.bald_scores(jnp.swapaxes(log_probs, 0, 1))
     shortlist = base.smallest_selectable(-bald_scores, selectable, k=candidates)
+    shortlist_probs = probs[shortlist]
   else:
-    shortlist = jnp.arange(n)
-  blocks = candidate_blocks(probs[shortlist],
+    shortlist, shortlist_probs = jnp.arange(n), probs     # (no copy of the whole pool)
+  blocks = candidate_blocks(shortlist_probs,
                             block_size(configurations, classes, len(shortlist)))
 
   def best_of_shortlist(state, available):
