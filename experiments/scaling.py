@@ -39,8 +39,8 @@ The JSONL records hold `implementation`, `inputs`, `kind`, `strategy`, `pool_siz
 the timed query: Linux VmHWM after resetting it; for the peers, their process's
 ru_maxrss, imports and loaded arrays included), `baseline_host_bytes` (resident before
 the query: the pool or the arrays, and the network), `peak_device_bytes`
-(accelerators), or `reason` where it did not finish, and the machine (`cpu_model`,
-`device`). A rerun skips the records already in --out, so the command resumes; a
+(accelerators), or `reason` where it did not finish, the machine (`cpu_model`,
+`device`) and the code (`commit`, "-dirty" with uncommitted changes). A rerun skips the records already in --out, so the command resumes; a
 series that did not finish at some N is not tried at larger N.
 
 --plot reads --out and writes, beside it, a log-log plot of seconds against N per kind
@@ -106,6 +106,13 @@ def cache_dir() -> str:
     return _CACHE.value
   from waal_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   return os.path.join(data_lib.default_cache_dir(), "scaling")
+
+
+def code_version() -> str:
+  """The commit measured, e.g. 'f2d9a13' or 'f2d9a13-dirty'."""
+  done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                        capture_output=True, text=True, check=False)
+  return done.stdout.strip() or "unknown"
 
 
 def cpu_model() -> str:
@@ -355,7 +362,8 @@ def main(argv):
   done = {record_key(r): r for r in read_records(_OUT.value)}
   common = {"query_size": _QUERY_SIZE.value, "labeled": _LABELED.value,
             "cpu_model": cpu_model(), "cores": len(os.sched_getaffinity(0)),
-            "device": sharding.describe_devices(), "jax": jax.__version__}
+            "device": sharding.describe_devices(), "jax": jax.__version__,
+            "commit": code_version()}
   peers = _PEERS.value and os.path.exists(PEER_PYTHON)
   if _PEERS.value and not peers:
     cli.log(f"no {PEER_PYTHON}: the peers are skipped (sh experiments/peers/install.sh)")

@@ -56,6 +56,12 @@ SCRIPT = textwrap.dedent("""
     waal = strategies.create(nets, spec, queries["waal"], mesh)
     out["score_devices"] = len(waal.scorer(variables, pool).sharding.device_set)
     out["labeled"] = [int(i) for i in np.flatnonzero(is_labeled)]
+    # The pool is split, not copied: each device holds a quarter of the rows on 4, and
+    # rows read from anywhere in it come back whole and exact.
+    out["rows_per_device"] = [int(np.prod(s.data.shape[:2])) for s in pool.blocks.addressable_shards]
+    wanted = np.array([0, 999, 127, 128, 500, 31, 32, 0], np.int32)
+    rows = jax.jit(lambda b, i: sharding.pool_rows(mesh, b, i))(pool.blocks, wanted)
+    out["rows_exact"] = bool(np.array_equal(np.asarray(rows), images[wanted]))
     print("RESULT " + json.dumps(out))
 """)
 
@@ -78,6 +84,9 @@ def test_every_strategy_selects_the_same_on_1_and_4_devices():
   runs = [_start(1), _start(4)]
   one, four = [_result(run) for run in runs]
   assert one["score_devices"] == 1 and four["score_devices"] == 4
+  # 1,000 examples padded to 8 blocks of 128: 1,024 rows on the one device, 256 on each of 4.
+  assert one["rows_per_device"] == [1024] and four["rows_per_device"] == [256] * 4
+  assert one["rows_exact"] and four["rows_exact"]
   labeled = set(one["labeled"])
   from waal_jax import strategies  # pylint: disable=g-import-not-at-top
   assert len(strategies.names()) == 13

@@ -146,7 +146,7 @@ def test_one_waal_step_equals_pytorch(preset):
                          np.arange(S, 2 * S, dtype=np.int32)[None], ones)
   sums = {k: np.float32(0) for k in train.METRIC_NAMES}
   key = jax.random.key(7)
-  state, sums = trainer.step_fn(state, sharding.replicate(mesh, images),
+  state, sums = trainer.step_fn(state, sharding.pool_blocks(mesh, images, 32),
                                 sharding.replicate(mesh, labels), plan, np.int32(0),
                                 weights, sums, key)
   ours = jax.device_get(state.params)

@@ -116,7 +116,7 @@ def _tiny_trainer(splits, preset="paper", epochs=3, **fields):
 
 
 def _device_data(trainer, splits):
-  return trainer.device_data(splits, sharding.replicate(trainer.mesh, splits.pool_images))
+  return trainer.device_data(splits, sharding.pool_blocks(trainer.mesh, splits.pool_images, 256))
 
 
 @pytest.fixture(scope="module")

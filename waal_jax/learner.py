@@ -167,7 +167,7 @@ class ActiveLearner:
       y_val = _class_labels("validation y", validation[1], len(x_val), self.num_classes, False)
       val = trainer.eval_set(x_val, y_val)
     self._start(trainer, strategy_obj, scoring_pool,
-                train_lib.DeviceData(scoring_pool.images, None, val, None),
+                train_lib.DeviceData(scoring_pool.blocks, None, val, None),
                 jax.random.key(self.seed), query_size, round_index=0, planned_rounds=None)
     if labels is not None:
       known = _class_labels("labels", labels, count, self.num_classes, True)

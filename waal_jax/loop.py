@@ -147,7 +147,7 @@ def build(config, log: Callable[[str], None] = logging.info,
                                  splits.pool_source)
   parts.strategy.check_pool(pool)
   return Experiment(settings, splits, parts.mesh, parts.trainer, parts.strategy,
-                    parts.trainer.device_data(splits, pool.images), pool)
+                    parts.trainer.device_data(splits, pool.blocks), pool)
 
 
 @dataclasses.dataclass

@@ -86,8 +86,9 @@ class Batch(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class DeviceData:
-  """A dataset on the devices, replicated: uint8 images, int32 labels."""
-  pool_images: jax.Array     # (M, H, W, C), M >= N: padded for the scorers
+  """A dataset on the devices: the pool split over them (sharding.pool_blocks), the
+  labels and evaluation splits replicated."""
+  pool_images: jax.Array     # (M / B, B, ...) blocks of the scorers, M >= N rows
   pool_labels: jax.Array     # (N,)
   val: "EvalSet"
   test: "EvalSet"
@@ -189,7 +190,7 @@ def _gather_batch(settings: TrainSettings, spec, mesh, pool_images, pool_labels,
   l_idx, u_idx = plan.labeled[i], plan.unlabeled[i]                    # (S,)
 
   def prepare(indices, key):
-    images = pool_images[indices]
+    images = sharding.pool_rows(mesh, pool_images, indices)
     if settings.augment == "crop_flip":
       images = data_lib.random_crop_flip(key, images)
     return sharding.constrain_batch(mesh, data_lib.normalize(images, spec))
@@ -413,8 +414,8 @@ class Trainer:
         functools.partial(_add_correct, nets, spec, mesh, batch_size=settings.eval_batch_size))
 
   def device_data(self, splits: data_lib.Splits, pool_images: jax.Array) -> DeviceData:
-    """The labels and evaluation splits on the devices, beside the pool images already
-    there (the scorers' padded copy: the pool goes onto the devices once)."""
+    """The labels and evaluation splits on the devices, beside the pool already there
+    (the scorers' blocks, sharding.pool_blocks: the pool goes onto the devices once)."""
     return DeviceData(pool_images,
                       sharding.replicate(self.mesh, splits.pool_labels.astype(np.int32)),
                       self.eval_set(splits.val_images, splits.val_labels),

@@ -26,17 +26,26 @@ from waal_jax.models import Networks
 
 @dataclasses.dataclass(frozen=True)
 class ScoringPool:
-  """The pool on the devices, padded to whole scoring batches."""
-  images: jax.Array    # (M, H, W, C) uint8, replicated; M a multiple of batch_size
-  count: int           # real examples N <= M
-  batch_size: int      # examples per call, over all devices
+  """The pool on the devices, split over them in blocks of one scoring call each."""
+  blocks: jax.Array    # (M / batch_size, batch_size, ...), rows split over the devices
+  count: int           # real examples N <= M; rows N.. are zeros
   mesh: jax.sharding.Mesh
   source: Optional[np.ndarray] = None   # (N,) data.Splits.pool_source, where known
 
   @property
+  def batch_size(self) -> int:
+    """Examples per scoring call, over all devices."""
+    return self.blocks.shape[1]
+
+  @property
   def padded_count(self) -> int:
     """M: the rows on the devices, real examples and padding."""
-    return self.images.shape[0]
+    return self.blocks.shape[0] * self.blocks.shape[1]
+
+  @property
+  def example_shape(self) -> Tuple[int, ...]:
+    """One example's shape, e.g. (28, 28, 1)."""
+    return self.blocks.shape[2:]
 
   def selectable(self, is_labeled: np.ndarray) -> jax.Array:
     """(M,) bool on the devices: True for unlabeled real examples."""
@@ -64,17 +73,14 @@ OUTPUTS = {
 
 def scoring_pool(mesh, images: np.ndarray, batch_per_device: int,
                  source: Optional[np.ndarray] = None) -> ScoringPool:
-  """The pool padded to whole batches of batch_per_device examples on every device.
+  """The pool padded to whole batches of batch_per_device examples on every device,
+  split over the devices (sharding.pool_blocks).
 
   Fixing the batch per device (not in all) gives each device the same computation
   whatever their number, so scores, and selections, are identical on 1 and 8 devices.
   """
-  batch_size = batch_per_device * mesh.size
-  count = len(images)
-  padded = -(-count // batch_size) * batch_size
-  filler = np.zeros((padded - count, *images.shape[1:]), images.dtype)
-  return ScoringPool(sharding.replicate(mesh, np.concatenate([images, filler])), count,
-                     batch_size, mesh, source)
+  return ScoringPool(sharding.pool_blocks(mesh, images, batch_per_device), len(images), mesh,
+                     source)
 
 
 class Strategy:
@@ -233,36 +239,61 @@ def create(nets: Networks, spec: data_lib.DatasetSpec, query, mesh) -> Strategy:
 
 
 class PoolScorer:
-  """Applies a per-example function to the whole pool, batch by batch, on all devices.
+  """Applies a per-example function to the whole pool, block by block, on all devices.
 
-  `fn(variables, x, keys)` maps normalised images (B, H, W, C) to an array or a dict of
+  `fn(variables, x, keys)` maps normalised inputs (B, ...) to an array or a dict of
   arrays with leading axis B; `keys` (B,) are the query key folded with each example's
   pool position, so random draws do not depend on how the pool is batched. Each call
-  takes batch_per_device examples on every device.
+  takes one block of the pool: batch_per_device examples on every device. The outputs
+  go into one buffer, block by block, split over the devices as the pool is.
   """
 
   def __init__(self, fn: Callable, spec: data_lib.DatasetSpec, mesh, batch_per_device: int):
     self.batch_size = batch_size = batch_per_device * mesh.size
+    self.mesh = mesh
 
-    def score_batch(variables, images, start, key):
-      x = jax.lax.dynamic_slice_in_dim(images, start, batch_size)
-      x = sharding.constrain_batch(mesh, data_lib.normalize(x, spec))
-      positions = start + jnp.arange(batch_size)
+    def score_block(variables, blocks, i, key, buffers):
+      x = data_lib.normalize(jax.lax.dynamic_index_in_dim(blocks, i, keepdims=False), spec)
+      x = sharding.constrain_batch(mesh, x)
+      positions = i * batch_size + jnp.arange(batch_size)
       keys = jax.vmap(lambda p: jax.random.fold_in(key, p))(positions)
-      return fn(variables, x, keys)
+      return jax.tree.map(lambda buffer, out: jax.lax.dynamic_update_index_in_dim(
+          buffer, out.astype(buffer.dtype), i, 0), buffers, fn(variables, x, keys))
 
-    self._score_batch = jax.jit(score_batch)
+    self._score_block = jax.jit(score_block, donate_argnums=4)
+    # One compiled allocation per output layout: the buffers' shapes and dtypes (static).
+    self._zeros = jax.jit(
+        lambda layouts: {name: jnp.zeros(shape, dtype) for name, (shape, dtype) in layouts},
+        static_argnums=0, out_shardings=sharding.block_sharded(mesh))
+    self._fn = fn
     self._wait = sharding.wait_each_call(mesh)
 
   def __call__(self, variables, pool: ScoringPool, key=None):
     """fn over the padded pool: outputs with leading axis M, on the devices."""
     key = jax.random.key(0) if key is None else key
-    outputs = []
-    for start in range(0, pool.padded_count, self.batch_size):
-      outputs.append(self._score_batch(variables, pool.images, np.int32(start), key))
+    if pool.batch_size != self.batch_size:
+      raise ValueError(f"the pool's blocks hold {pool.batch_size} examples, the scorer's "
+                       f"calls {self.batch_size}")
+    blocks = pool.blocks.shape[0]
+    shapes = jax.eval_shape(self._fn, variables,
+                            jax.ShapeDtypeStruct((self.batch_size, *pool.example_shape),
+                                                 jnp.float32),
+                            jax.ShapeDtypeStruct((self.batch_size,), jax.random.key(0).dtype))
+    leaves, tree = jax.tree.flatten(shapes)
+    layouts = tuple((i, ((blocks, *s.shape), jnp.dtype(s.dtype))) for i, s in enumerate(leaves))
+    zeros = self._zeros(layouts)
+    buffers = jax.tree.unflatten(tree, [zeros[i] for i in range(len(leaves))])
+    for i in range(blocks):
+      buffers = self._score_block(variables, pool.blocks, np.int32(i), key, buffers)
       if self._wait:
-        jax.block_until_ready(outputs[-1])
-    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
+        jax.block_until_ready(buffers)
+    return jax.tree.map(_rows, buffers)
+
+
+@jax.jit
+def _rows(blocks):
+  """(M / B, B, ...) -> (M, ...): the block layout read as rows."""
+  return blocks.reshape(-1, *blocks.shape[2:])
 
 
 @functools.partial(jax.jit, static_argnames=("k",))

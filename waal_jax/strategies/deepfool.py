@@ -138,14 +138,15 @@ class DeepFool(base.Strategy):
         boundary=self.options["deepfool_boundary"]))
 
   @staticmethod
-  def _slots_step(nets, spec, mesh, variables, images, slots, fresh, r, label, steps, *,
+  def _slots_step(nets, spec, mesh, variables, blocks, slots, fresh, r, label, steps, *,
                   iterations: int, overshoot: float, classes: int, boundary: str):
     """Advances every slot by one DeepFool step; fresh slots start their example."""
     def logits_fn(x):
       z, _ = nets.embed(variables["params"], variables["batch_stats"], x)
       return nets.logits(variables["params"], z)
 
-    x0 = sharding.constrain_batch(mesh, data_lib.normalize(images[slots], spec))
+    x0 = sharding.constrain_batch(
+        mesh, data_lib.normalize(sharding.pool_rows(mesh, blocks, slots), spec))
     expand = lambda m: m.reshape(-1, *([1] * (r.ndim - 1)))
     fooled, r_next, label = deepfool_step(logits_fn, x0, r, label, fresh, overshoot=overshoot,
                                           classes=classes, boundary=boundary)
@@ -172,7 +173,7 @@ class DeepFool(base.Strategy):
     live = np.zeros(b, bool)                 # slot holds an unfinished example
     fresh = np.zeros(b, bool)
     put = functools.partial(sharding.replicate, self.mesh)
-    state = (put(np.zeros((b, *pool.images.shape[1:]), np.float32)),   # r
+    state = (put(np.zeros((b, *pool.example_shape), np.float32)),   # r
              put(np.zeros(b, np.int32)),                                 # label
              put(np.zeros(b, np.int32)))                                 # steps taken
     next_item = 0
@@ -196,7 +197,7 @@ class DeepFool(base.Strategy):
         state = tuple(put(sharding.to_host(a)[index]) for a in state)
         slots, fresh = slots[index], fresh[index]
         live = np.arange(b) < len(keep)
-      *state, done, distance = self._step(variables, pool.images, slots, fresh, *state)
+      *state, done, distance = self._step(variables, pool.blocks, slots, fresh, *state)
       done, distance = sharding.to_host((done, distance))
       finished = live & done
       distances[slots[finished]] = distance[finished]
