@@ -40,7 +40,7 @@ the timed query: Linux VmHWM after resetting it; for the peers, their process's
 ru_maxrss, imports and loaded arrays included), `baseline_host_bytes` (resident before
 the query: the pool or the arrays, and the network), `peak_device_bytes`
 (accelerators), or `reason` where it did not finish, the machine (`cpu_model`,
-`device`) and the code (`commit`, "-dirty" with uncommitted changes). A rerun skips the records already in --out, so the command resumes; a
+`device`) and the code (`commit`, "-dirty" with uncommitted changes to it). A rerun skips the records already in --out, so the command resumes; a
 series that did not finish at some N is not tried at larger N.
 
 --plot reads --out and writes, beside it, a log-log plot of seconds against N per kind
@@ -109,10 +109,14 @@ def cache_dir() -> str:
 
 
 def code_version() -> str:
-  """The commit measured, e.g. 'f2d9a13' or 'f2d9a13-dirty'."""
-  done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
-                        capture_output=True, text=True, check=False)
-  return done.stdout.strip() or "unknown"
+  """The commit measured, e.g. 'f2d9a13', with '-dirty' if the code (waal_jax/,
+  experiments/) differs from it; the results this run appends to do not count."""
+  def git(*args):
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+  commit = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
+  changed = git("diff", "--quiet", "HEAD", "--", "waal_jax", "experiments").returncode
+  return commit + ("-dirty" if changed else "")
 
 
 def cpu_model() -> str:
