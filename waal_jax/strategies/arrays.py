@@ -11,9 +11,11 @@ over the pool (`Strategy.choose`), so the picks are those the strategy makes ins
 run given the same outputs. DeepFool steps through the model and needs one.
 """
 
+import functools
 from typing import Mapping, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from waal_jax import data as data_lib
@@ -27,7 +29,12 @@ from waal_jax.strategies import base
 _ROW_MULTIPLE = 256
 
 
+_DIMS = {"log_probs": 2, "mc_log_probs": 3, "embeddings": 2, "critic": 1,
+         "last_layer_input": 2}
+
+
 def _checked_outputs(name: str, needs, given: dict) -> dict:
+  """The outputs as float32 arrays, their names, shapes and dtypes checked."""
   missing = [n for n in needs if n not in given]
   extra = [n for n in given if n not in needs]
   wants = ", ".join(f"{n} {base.OUTPUTS[n]}" for n in needs) or "no model outputs"
@@ -38,25 +45,49 @@ def _checked_outputs(name: str, needs, given: dict) -> dict:
   arrays = {}
   for key, value in given.items():
     array = np.asarray(value)
-    ndim = {"log_probs": 2, "mc_log_probs": 3, "embeddings": 2, "critic": 1,
-            "last_layer_input": 2}[key]
-    if array.ndim != ndim or not np.issubdtype(array.dtype, np.floating):
+    if array.ndim != _DIMS[key] or not np.issubdtype(array.dtype, np.floating):
       raise UserError(f"{key}: expected floats of shape {base.OUTPUTS[key].split(' ')[0]}, "
                       f"got {array.dtype} of shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-      raise UserError(f"{key}: holds a NaN or infinite value")
-    if key in ("log_probs", "mc_log_probs"):
-      total = np.log(np.sum(np.exp(array.astype(np.float64)), axis=-1))
-      if np.max(np.abs(total)) > 1e-3:
-        raise UserError(f"{key}: rows must be log-probabilities (log-sum-exp 0, here up to "
-                        f"{np.max(np.abs(total)):.3g}); give log_softmax of the logits")
-    if key == "critic" and (array.min() < 0 or array.max() > 1):
-      raise UserError("critic: values must lie in [0, 1] (the sigmoid of the critic)")
-    arrays[key] = array.astype(np.float32)
+    arrays[key] = array.astype(np.float32, copy=False)
   counts = {key: len(array) for key, array in arrays.items()}
   if len(set(counts.values())) > 1:
     raise UserError(f"the outputs disagree on the number of examples: {counts}")
   return arrays
+
+
+@functools.partial(jax.jit, static_argnames=("kind",))
+def _summary(array, *, kind: str):
+  """(all the values finite, the largest |log sum exp| of the last axis if kind is
+  "log_probs" (0 for log-probabilities), the min and max if kind is "critic"): one
+  pass over the array in float32, whose sums are exact to ~1e-6 here (the check
+  allows 1e-3)."""
+  if kind == "log_probs":   # a value that is not finite makes its row's total NaN
+    totals = jnp.sum(jnp.where(jnp.isfinite(array), jnp.exp(array), jnp.nan), axis=-1)
+    deviation = jnp.max(jnp.abs(jnp.log(totals)))
+    finite = ~jnp.isnan(deviation)
+  else:
+    deviation, finite = jnp.zeros(()), jnp.all(jnp.isfinite(array))
+  low, high = ((jnp.min(array), jnp.max(array)) if kind == "critic" else
+               (jnp.zeros(()), jnp.zeros(())))
+  return finite, deviation, low, high
+
+
+def _checked_values(key: str, array: np.ndarray, rows: int) -> jax.Array:
+  """The array padded to `rows`, after checking its values: finite, log-probabilities
+  where the name says so, the critic's in [0, 1]."""
+  kind = {"log_probs": "log_probs", "mc_log_probs": "log_probs"}.get(key, key)
+  array = jax.device_put(array)       # onto the device once (the check and the query)
+  finite, deviation, low, high = _summary(array, kind=kind)
+  if not finite:
+    raise UserError(f"{key}: holds a NaN or infinite value")
+  if deviation > 1e-3:
+    raise UserError(f"{key}: rows must be log-probabilities (log-sum-exp 0, here up to "
+                    f"{float(deviation):.3g}); give log_softmax of the logits")
+  if key == "critic" and (low < 0 or high > 1):
+    raise UserError("critic: values must lie in [0, 1] (the sigmoid of the critic)")
+  if rows == len(array):
+    return array
+  return jnp.pad(array, ((0, rows - len(array)),) + ((0, 0),) * (array.ndim - 1))
 
 
 def query(strategy: str, k: int, *, labeled: Optional[np.ndarray] = None, seed: int = 0,
@@ -107,8 +138,7 @@ def query(strategy: str, k: int, *, labeled: Optional[np.ndarray] = None, seed: 
   fields.Int(0).check("num_classes", classes)
   mesh = sharding.make_mesh()
   rows = -(-count // (_ROW_MULTIPLE * mesh.size)) * _ROW_MULTIPLE * mesh.size
-  padded = {key: sharding.replicate(mesh, np.concatenate(
-      [array, np.zeros((rows - count, *array.shape[1:]), array.dtype)]))
+  padded = {key: sharding.replicate(mesh, _checked_values(key, array, rows))
             for key, array in arrays.items()}
   spec = data_lib.DatasetSpec("arrays", (), classes)
   chooser = cls(None, spec, query_settings, mesh)

@@ -319,6 +319,9 @@ class ScoreStrategy(Strategy):
   def __init__(self, nets, spec, query, mesh):
     super().__init__(nets, spec, query, mesh)
     self.scorer = PoolScorer(self.example_scores, spec, mesh, query.batch_size)
+    # On arrays: one fused pass, as inside the scorer (op by op, each step would
+    # write and read an array the size of the outputs).
+    self._scores = jax.jit(self.scores)
 
   def scores(self, outputs: Dict[str, jax.Array]) -> jax.Array:
     raise NotImplementedError
@@ -332,6 +335,6 @@ class ScoreStrategy(Strategy):
     return sharding.to_host(chosen)
 
   def choose(self, outputs, is_labeled, key, query_size):
-    scores = self.scores(outputs)
+    scores = self._scores(outputs)
     selectable = selectable_rows(self.mesh, scores.shape[0], is_labeled)
     return sharding.to_host(smallest_selectable(scores, selectable, k=query_size))

@@ -44,9 +44,10 @@ matter:
   `batchbald_candidates=0` computes every candidate at every pick, as the committed
   Fashion-MNIST runs did (their config.json says so), and picks what they picked.
 Drawing the configurations afresh costs S n T per pick (5e6 at n = 500, a third of the
-time at K = 2,000). Memory: the pool's probabilities, N T C, the bounds' G N C values,
-one block of candidates at a time (S x block x C values, _BLOCK_ELEMENTS), and S k T
-values to draw the configurations (20 MB at S = 1024, k = 500, T = 10).
+time at K = 2,000). Memory: the pool's probabilities, N T C, the bounds G x 16,384 x C
+values at a time, one block of candidates at a time (S x block x C values,
+_BLOCK_ELEMENTS), and S k T values to draw the configurations (20 MB at S = 1024,
+k = 500, T = 10).
 
 Large batches. With T draws, I(y_1..y_n; w) <= H(w) = log T, so a batch can only tell T
 draws apart: after a few picks the rest add almost nothing, and the greedy choice among
@@ -78,6 +79,7 @@ _TINY = 1e-30
 # candidates evaluated _BOUND_CHUNK at a time.
 _BOUND_GROUPS = 64
 _BOUND_CHUNK = 256
+_BOUND_ROWS = 16384   # candidates per block of group_bounds (G x rows x C values)
 _HIGHEST = jax.lax.Precision.HIGHEST   # no TF32 on GPUs; the products are memory-bound
 
 
@@ -198,16 +200,27 @@ def group_bounds(state, probs, groups: int):
   """(N,) upper bounds of H(y_batch, y_x) for every candidate of probs (N, T, C), at
   about groups / S of the cost of the joint entropies themselves. Entropy is concave,
   so within a group g of rows (weight W_g) sum_s w_s H(q_s(x)) <= W_g H(qbar_g(x)),
-  where qbar_g(x) = (sum_{s in g} w_s rows_s / W_g) @ p_x (Jensen)."""
+  where qbar_g(x) = (sum_{s in g} w_s rows_s / W_g) @ p_x (Jensen). Computed
+  _BOUND_ROWS candidates at a time: G x _BOUND_ROWS x C values, never G x N x C."""
   rows, log_prob, weight = state[:3]
   size, samples = rows.shape
+  n = probs.shape[0]
   constant = -jnp.sum(weight * log_prob)
   group_weight = weight.reshape(groups, size // groups).sum(axis=1)              # (G,)
   group_rows = (weight[:, None] * rows).reshape(groups, size // groups, samples).sum(axis=1)
   group_rows = group_rows / jnp.maximum(group_weight, _TINY)[:, None]          # (G, T)
-  q = jnp.einsum("gt,ntc->gnc", group_rows, probs, precision=_HIGHEST)        # (G, N, C)
-  h = -jnp.sum(q * jnp.log(jnp.maximum(q, _TINY)), axis=-1)                   # (G, N)
-  return constant + jnp.matmul(group_weight, h, precision=_HIGHEST)
+  block = min(_BOUND_ROWS, n)
+
+  def bounds_from(b, out):
+    # The last block ends at row N (it may overlap the one before: same values).
+    start = jnp.minimum(b * block, n - block)
+    part = jax.lax.dynamic_slice_in_dim(probs, start, block)                   # (B, T, C)
+    q = jnp.einsum("gt,btc->gbc", group_rows, part, precision=_HIGHEST)       # (G, B, C)
+    h = -jnp.sum(q * jnp.log(jnp.maximum(q, _TINY)), axis=-1)                 # (G, B)
+    return jax.lax.dynamic_update_slice_in_dim(
+        out, constant + jnp.matmul(group_weight, h, precision=_HIGHEST), start, 0)
+
+  return jax.lax.fori_loop(0, -(-n // block), bounds_from, jnp.zeros(n, probs.dtype))
 
 
 def chosen_joint_entropies(state, probs, chosen):
