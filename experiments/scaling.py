@@ -436,6 +436,17 @@ def _seconds(value) -> str:
   return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
+def _commits_line(records, kind: str) -> str:
+  """Which code measured the records of `kind`, per series kind."""
+  parts = []
+  for label, pool in (("from the pool", True), ("on arrays, ours and the peers'", False)):
+    commits = sorted({r.get("commit", "before commits were recorded") for r in records
+                      if r["kind"] == kind and (r.get("inputs", "pool") == "pool") == pool})
+    if commits:
+      parts.append(f"{label}: {', '.join(commits)}")
+  return "Code measured (commit): " + "; ".join(parts) + "."
+
+
 def summary_tables(records, fits) -> str:
   """summary.md: per kind, our strategies from the pool (seconds at each N, exponent,
   peak memory, where they stopped), and the peers beside ours on the same arrays."""
@@ -449,7 +460,7 @@ def summary_tables(records, fits) -> str:
               f"{machine['cpu_model']} ({machine['cores']} cores), {machine['device']}, "
               f"jax {machine['jax']}. Seconds of one query; b: the fitted exponent of "
               "seconds = a N^b; peak: resident GiB during the query at the largest N it "
-              "finished.", "",
+              "finished.", "", _commits_line(records, kind), "",
               f"| strategy (waal_jax, from the pool) | {head} | b | peak | did not finish |",
               "| --- | " + " | ".join("---" for _ in sizes) + " | --- | --- | --- |"]
     fit_of = {(f["kind"], f["implementation"], f["inputs"], f["strategy"]): f for f in fits}

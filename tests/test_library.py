@@ -231,11 +231,38 @@ def test_a_strategy_picks_the_same_from_arrays_as_from_the_model(strategy):
      r"k=9: must be an integer in 1..6"),
     (lambda lp: waal_jax.strategies.query("margin", 2, log_probs=lp, labeled=np.ones(5, bool)),
      r"labeled: expected 6 booleans"),
+    (lambda lp: waal_jax.strategies.query("margin", 2, log_probs=lp * [1, 1, np.nan]),
+     r"log_probs: holds a NaN or infinite value"),
+    (lambda lp: waal_jax.strategies.query("dbal", 2, mc_log_probs=np.stack([lp, lp + 0.01], 1)),
+     r"mc_log_probs: rows must be log-probabilities \(log-sum-exp 0, here up to 0.01\)"),
+    (lambda lp: waal_jax.strategies.query("waal", 2, log_probs=lp, critic=np.full(6, 1.5)),
+     r"critic: values must lie in \[0, 1\]"),
 ])
 def test_misused_array_queries_are_one_user_error(call, message):
   log_probs = np.log(np.full((6, 3), 1 / 3))
   with pytest.raises(UserError, match=message):
     call(log_probs)
+
+
+def test_repeated_array_queries_compile_nothing_new():
+  """A user querying round after round reuses what the first query compiled."""
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(300, 4, 5))
+  mc_log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  compiled = []
+
+  def count(event, duration, **_):
+    del duration
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+      compiled.append(event)
+
+  first = waal_jax.strategies.query("dbal", 10, mc_log_probs=mc_log_probs)
+  jax.monitoring.register_event_duration_secs_listener(count)
+  try:
+    again = waal_jax.strategies.query("dbal", 10, mc_log_probs=mc_log_probs)
+  finally:
+    jax.monitoring.unregister_event_duration_listener(count)
+  assert again.tolist() == first.tolist() and not compiled
 
 
 def test_a_strategy_of_one_class_is_a_config_field_an_array_query_and_a_learner_query():

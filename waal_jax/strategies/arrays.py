@@ -140,8 +140,16 @@ def query(strategy: str, k: int, *, labeled: Optional[np.ndarray] = None, seed: 
   rows = -(-count // (_ROW_MULTIPLE * mesh.size)) * _ROW_MULTIPLE * mesh.size
   padded = {key: sharding.replicate(mesh, _checked_values(key, array, rows))
             for key, array in arrays.items()}
-  spec = data_lib.DatasetSpec("arrays", (), classes)
-  chooser = cls(None, spec, query_settings, mesh)
+  chooser = _chooser(cls, tuple(sorted(query_settings.options.items())), classes, mesh)
   picks = np.asarray(chooser.choose(padded, is_labeled, jax.random.key(seed), int(k)),
                      np.int64)
+  chooser.take_notes()   # (a run logs them; here they would pile up on the shared object)
   return picks
+
+
+@functools.lru_cache(maxsize=32)
+def _chooser(cls, options: tuple, classes: int, mesh) -> base.Strategy:
+  """One strategy object per strategy class, options, classes and mesh, so that
+  repeated queries reuse what it compiled (its jitted functions belong to it)."""
+  spec = data_lib.DatasetSpec("arrays", (), classes)
+  return cls(None, spec, base.QuerySettings.of(cls.name, **dict(options)), mesh)
