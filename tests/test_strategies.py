@@ -1,5 +1,7 @@
 """The baseline strategies on hand-made cases whose answers are known."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,6 +129,45 @@ def test_k_center_chunked_equals_unchunked():
   np.testing.assert_allclose(whole, brute, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("pool", ["gaussian", "ties", "nothing_labeled"])
+@pytest.mark.parametrize("candidates", [1, 7, 64])
+def test_lazy_k_center_picks_what_the_eager_greedy_picks(pool, candidates):
+  """The lazy greedy measures a few candidates per pick; it must pick exactly as the
+  eager one, ties (exact duplicates, at the lowest index) and an empty labeled set
+  included. One candidate at a time makes it stop and go on as often as it can."""
+  rng = np.random.default_rng(candidates)
+  points = rng.normal(size=(1200, 12)).astype(np.float32)
+  if pool == "ties":     # every point three times: equal distances everywhere
+    points = np.repeat(points[:400], 3, axis=0)
+  labeled = np.array([], np.int64) if pool == "nothing_labeled" else rng.choice(1200, 90,
+                                                                                replace=False)
+  selectable = np.ones(1200, bool)
+  selectable[labeled] = False
+  points, selectable = jnp.asarray(points), jnp.asarray(selectable)
+  min_sq = diversity.min_sq_distances_to(points, labeled, chunk=32)
+  eager = diversity.k_center_greedy_eager(points, min_sq, selectable, k=60).tolist()
+  lazy = diversity.k_center_greedy_lazy(points, min_sq, selectable, k=60,
+                                        candidates=candidates).tolist()
+  assert lazy == eager and len(set(eager)) == 60
+  if pool == "ties":     # of equally far copies the first; the others are then at 0
+    assert all(p % 3 == 0 for p in eager)
+
+
+def test_lazy_k_center_measures_distances_bit_for_bit_as_the_eager_one():
+  """Same picks at any pool size need the same float32 distances: the lazy greedy's
+  (a block of rows against the picks) must equal the eager one's (the whole pool
+  against one pick) to the bit, here at LeNet-5's embedding width."""
+  rng = np.random.default_rng(5)
+  points = jnp.asarray(rng.normal(0, 2, (4096, 320)).astype(np.float32))
+  picks = jnp.asarray([17, 900, 3000])
+  centers = jnp.zeros((8, 320), jnp.float32).at[:3].set(points[picks])
+  rows = jnp.asarray(rng.choice(4096, 256, replace=False))
+  lazy = jax.jit(diversity._min_sq_to_centers)(points[rows], centers, jnp.arange(8) < 3)
+  eager = functools.reduce(jnp.minimum, [
+      jax.jit(diversity._sq_distances)(points, points[p][None, :])[rows] for p in picks])
+  assert np.array_equal(np.asarray(lazy), np.asarray(eager))
+
+
 def _k_center_in_float64(points, labeled, k):
   """Greedy k-center by its definition, every distance in float64."""
   p = np.asarray(points, np.float64)
@@ -156,8 +197,12 @@ def test_k_center_orders_near_duplicates_as_float64_does(copies):
   selectable = np.ones(len(points), bool)
   selectable[labeled] = False
   min_sq = diversity.min_sq_distances_to(jnp.asarray(points), labeled, chunk=256)
+  reference = _k_center_in_float64(points, labeled, 50)
   picks = diversity.k_center_greedy(jnp.asarray(points), min_sq, jnp.asarray(selectable), k=50)
-  assert np.asarray(picks).tolist() == _k_center_in_float64(points, labeled, 50)
+  assert np.asarray(picks).tolist() == reference
+  lazy = diversity.k_center_greedy_lazy(jnp.asarray(points), min_sq, jnp.asarray(selectable),
+                                        k=50, candidates=16)
+  assert np.asarray(lazy).tolist() == reference
   # The product alone would not do: greedy on its float32 distances picks otherwise.
   sq = np.sum(points * points, axis=-1)
   min_sq = (sq[:, None] + sq[labeled][None] - 2.0 * points @ points[labeled].T).min(axis=1)
