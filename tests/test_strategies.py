@@ -198,6 +198,11 @@ def test_k_center_orders_near_duplicates_as_float64_does(copies):
   selectable[labeled] = False
   min_sq = diversity.min_sq_distances_to(jnp.asarray(points), labeled, chunk=256)
   reference = _k_center_in_float64(points, labeled, 50)
+  # The eager reference and the lazy greedy (k_center_greedy's default, and a few rows
+  # a round) must all pick as float64 does.
+  eager = diversity.k_center_greedy_eager(jnp.asarray(points), min_sq, jnp.asarray(selectable),
+                                          k=50)
+  assert np.asarray(eager).tolist() == reference
   picks = diversity.k_center_greedy(jnp.asarray(points), min_sq, jnp.asarray(selectable), k=50)
   assert np.asarray(picks).tolist() == reference
   lazy = diversity.k_center_greedy_lazy(jnp.asarray(points), min_sq, jnp.asarray(selectable),
