@@ -145,10 +145,11 @@ def test_lazy_k_center_picks_what_the_eager_greedy_picks(pool, candidates):
   selectable[labeled] = False
   points, selectable = jnp.asarray(points), jnp.asarray(selectable)
   min_sq = diversity.min_sq_distances_to(points, labeled, chunk=32)
-  eager = diversity.k_center_greedy_eager(points, min_sq, selectable, k=60).tolist()
-  lazy = diversity.k_center_greedy_lazy(points, min_sq, selectable, k=60,
+  # 150 picks: rows are measured against picks from three chunks of _PICK_CHUNK (64).
+  eager = diversity.k_center_greedy_eager(points, min_sq, selectable, k=150).tolist()
+  lazy = diversity.k_center_greedy_lazy(points, min_sq, selectable, k=150,
                                         candidates=candidates).tolist()
-  assert lazy == eager and len(set(eager)) == 60
+  assert lazy == eager and len(set(eager)) == 150
   if pool == "ties":     # of equally far copies the first; the others are then at 0
     assert all(p % 3 == 0 for p in eager)
 
@@ -166,6 +167,15 @@ def test_lazy_k_center_measures_distances_bit_for_bit_as_the_eager_one():
   eager = functools.reduce(jnp.minimum, [
       jax.jit(diversity._sq_distances)(points, points[p][None, :])[rows] for p in picks])
   assert np.array_equal(np.asarray(lazy), np.asarray(eager))
+  # And chunk by chunk of picks (150 picks: three chunks), from a bound that holds the
+  # first 70 picks' distances already, as the greedy measures a row again.
+  picks = jnp.asarray(rng.choice(4096, 150, replace=False))
+  centers = jnp.zeros((192, 320), jnp.float32).at[:150].set(points[picks])
+  each = jnp.stack([jax.jit(diversity._sq_distances)(points, points[p][None, :])[rows]
+                    for p in picks.tolist()])
+  bound = jnp.min(each[:70], axis=0)
+  lazy = jax.jit(diversity._min_sq_to_picks)(points[rows], bound, centers, 70, 150)
+  assert np.array_equal(np.asarray(lazy), np.asarray(jnp.min(each, axis=0)))
 
 
 def _k_center_in_float64(points, labeled, k):

@@ -185,10 +185,12 @@ def min_sq_distances_to(points, center_indices: np.ndarray, chunk: int):
 
 
 # Rows the lazy greedy measures at a time, in blocks of consecutive rows. (Measured,
-# 1,000 picks from synthetic 128-d pools: 64 rows took 0.27 / 3.7 s at 40K / 640K,
-# 128 rows 0.37 / 2.2 / 18 s at 40K / 640K / 2.56M, 256 rows 0.82 / 1.9 / 14 s,
-# 1,024 rows 3.5 s at both 40K and 640K.)
-_CANDIDATES = 128
+# 1,000 picks, against every pick so far: from synthetic 128-d pools 64 rows took
+# 0.27 / 3.7 s at 40K / 640K, 128 rows 0.37 / 2.2 / 18 s at 40K / 640K / 2.56M, 256 rows
+# 0.82 / 1.9 / 14 s, 1,024 rows 3.5 s at both 40K and 640K. Against the picks since a row
+# was last measured, 256 rows and 128 took 0.35 and 0.40 s at 40K (synthetic), 2.25 and
+# 2.46 s at 160K and 9.8 and 11.3 s at 640K (LeNet-5's 320 features).)
+_CANDIDATES = 256
 _LAZY_BLOCK = 64
 
 
@@ -232,6 +234,25 @@ def _min_sq_to_centers(rows, centers, valid):
   return jax.lax.cond(jnp.any(ambiguous), every_center, lambda _: exact, None)
 
 
+# Picks a lazy measurement compares rows with at a time.
+_PICK_CHUNK = 64
+
+
+def _min_sq_to_picks(rows, bound, centers, since, count):
+  """min(bound, each row's squared distance to picks since..count-1), chunk by chunk of
+  _PICK_CHUNK picks (the picks before `since` are in the bound already). Each
+  chunk's distances are _min_sq_to_centers', so the minimum over the chunks is the
+  minimum over all picks, to the bit."""
+  picks = jnp.arange(_PICK_CHUNK)
+
+  def chunk(c, best):
+    start = c * _PICK_CHUNK
+    part = jax.lax.dynamic_slice_in_dim(centers, start, _PICK_CHUNK)
+    return jnp.minimum(best, _min_sq_to_centers(rows, part, start + picks < count))
+
+  return jax.lax.fori_loop(since // _PICK_CHUNK, -(-count // _PICK_CHUNK), chunk, bound)
+
+
 @functools.partial(jax.jit, static_argnames=("k", "candidates"))
 def k_center_greedy_lazy(points, min_sq, selectable, *, k: int, candidates: int):
   """The same picks as k_center_greedy_eager, without a pass over the pool per pick.
@@ -239,7 +260,9 @@ def k_center_greedy_lazy(points, min_sq, selectable, *, k: int, candidates: int)
   A point's distance to the labeled set and the picks only falls as picks are added,
   so each point keeps an upper bound of it: its distance when last measured. A pick
   measures the blocks of rows of largest bound (about `candidates` rows) against
-  every pick so far (one small matrix product); once the largest distance measured
+  the picks made since they were last measured (small matrix products, one per
+  _PICK_CHUNK picks: rows never measured meet every pick, the most costly part of
+  the greedy, as many rows' first distances are large); once the largest distance measured
   exceeds every bound outside them, it is the true maximum. Otherwise the next blocks
   are measured. Far fewer rows are measured than a pass over the pool reads (replayed
   in float64 on a 40K pool like the scaling benchmark's, one round of the 256 largest
@@ -257,7 +280,6 @@ def k_center_greedy_lazy(points, min_sq, selectable, *, k: int, candidates: int)
 
   def pick(i, carry):
     bound, block_max, measured_at, centers, picks = carry
-    valid = jnp.arange(k) < i
 
     def measure(state):
       bound, block_max, measured_at, _, _ = state
@@ -271,7 +293,10 @@ def k_center_greedy_lazy(points, min_sq, selectable, *, k: int, candidates: int)
                                        (jnp.zeros(groups, jnp.int32), block_max))
       rows = (chosen[:, None] * block + within[None, :]).reshape(-1)
       stale = bound[rows]
-      exact = jnp.minimum(stale, _min_sq_to_centers(points[rows], centers, valid))
+      # Only the picks made since a row was last measured can lower its bound; rows
+      # out of the pool (-inf) need none.
+      since = jnp.min(jnp.where(stale > -jnp.inf, measured_at[rows], i))
+      exact = _min_sq_to_picks(points[rows], stale, centers, since, i)
       best = jnp.max(exact)
       winner = jnp.min(jnp.where(exact == best, rows, m))
       # Every row outside has a bound <= max(rest). Where every row measured was exact
@@ -289,7 +314,9 @@ def k_center_greedy_lazy(points, min_sq, selectable, *, k: int, candidates: int)
     return (bound, block_max.at[j // block].set(jnp.max(own)), measured_at,
             centers.at[i].set(points[j]), picks.at[i].set(j))
 
-  init = (bound, block_max, measured_at, jnp.zeros((k, points.shape[1]), points.dtype),
+  # Room for whole chunks of picks (_min_sq_to_picks slices them).
+  room = -(-k // _PICK_CHUNK) * _PICK_CHUNK
+  init = (bound, block_max, measured_at, jnp.zeros((room, points.shape[1]), points.dtype),
           jnp.zeros(k, jnp.int32))
   return jax.lax.fori_loop(0, k, pick, init)[4]
 
