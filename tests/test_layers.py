@@ -9,7 +9,8 @@ from conftest import ROOT
 # Each module's layer; a module may import only modules of its own layer or below.
 LAYERS = {
     0: {"errors", "fields", "sharding", "banded", "xla_tuning", "objectives", "data",
-        "user_data", "models", "strategies", "settings", "train", "learner"},   # the core
+        "user_data", "models", "strategies", "settings", "train", "learner",
+        "label_studio"},                                                    # the core
     1: {"loop", "checkpoints", "oracle", "interrupts", "provenance"},   # one run, one workdir
     2: {"seeds", "seed_pool"},                                          # several runs
 }

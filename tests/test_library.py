@@ -121,6 +121,8 @@ def _learner(**kwargs):
     (lambda: _learner().add_labels([7, 7], [1, 1]), r"indices: 7 is given twice"),
     (lambda: _learner().add_labels([60], [1]), r"indices: 60 is not in the pool of 60"),
     (lambda: _learner().query(5), r"query: no trained network yet; call fit\(\) first"),
+    (lambda: _learner().predict(np.zeros((2, 5), np.float32)),
+     r"predict: no trained network yet; call fit\(\) first"),
     (lambda: _learner(strategy="bogus"), r"query.strategy='bogus': unknown strategy"),
     (lambda: _learner(query_options={"selection": -1.0}), r"query.selection=-1.0: must be >= 0"),
     (lambda: _learner(strategy="margin", query_options={"selection": 1.0}),
@@ -141,6 +143,16 @@ def test_every_strategy_queries_a_user_model_on_vectors(strategy):
   picks = learner.query(7)
   assert len(set(picks.tolist())) == 7 and not np.isin(picks, np.arange(6)).any()
   assert picks.min() >= 0 and picks.max() < 60
+
+
+def test_predict_gives_the_classes_accuracy_counts():
+  learner = _learner()
+  learner.fit()
+  x = np.random.default_rng(1).normal(size=(23, 5)).astype(np.float32)   # not a batch multiple
+  y = np.arange(23) % 3
+  classes = learner.predict(x)
+  assert classes.shape == (23,) and set(classes.tolist()) <= {0, 1, 2}
+  assert np.mean(classes == y) == pytest.approx(learner.accuracy(x, y))
 
 
 def test_save_and_restore_continue_with_the_same_picks(tmp_path):

@@ -343,6 +343,12 @@ class ActiveLearner:
     self._query_size = int(k)
     return picks
 
+  def predict(self, x) -> np.ndarray:
+    """The last fit's network's class (an index) for each example of x."""
+    if self.variables is None:
+      raise UserError("predict: no trained network yet; call fit() first")
+    return self.trainer.predicted_classes(self.variables, _inputs("x", x))
+
   def accuracy(self, x, y) -> float:
     """The last fit's network's accuracy on (x, y)."""
     if self.variables is None:

@@ -21,6 +21,7 @@ import numpy as np
 
 from waal_jax import checkpoints
 from waal_jax import data as data_lib
+from waal_jax import label_studio
 from waal_jax import learner as learner_lib
 from waal_jax import models
 from waal_jax import oracle
@@ -120,9 +121,9 @@ def build(config, log: Callable[[str], None] = logging.info,
     splits = load_splits(settings.data, settings.seed, log)
   settings = settings_lib.for_data(settings, splits.spec)
   unknown = int((splits.pool_labels == data_lib.UNKNOWN_LABEL).sum())
-  if unknown and settings.al.oracle != "human":
+  if unknown and not settings.al.by_a_person:
     raise UserError(f"data.path={settings.data.path} has {unknown} unlabeled images: only a "
-                    "person can label them; set al.oracle=human")
+                    "person can label them; set al.oracle=human or al.oracle=label_studio")
   if splits.initial_labeled is not None:   # The dataset says which images are labeled.
     log(f"the {len(splits.initial_labeled)} labeled images of train/ are round 0's labeled set "
         f"(al.initial_labeled={settings.al.initial_labeled} does not apply)")
@@ -293,7 +294,7 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
       "queried_indices": queried.tolist(),
       # Provenance: how the bought batch spreads over the classes (a person's labels:
       # filled in once they come, see OpenRun.take_human_labels).
-      "queried_class_counts": (None if exp.al.oracle == "human" else np.bincount(
+      "queried_class_counts": (None if exp.al.by_a_person else np.bincount(
           exp.splits.pool_labels[queried], minlength=exp.splits.spec.num_classes).tolist()),
       "eval_seconds": eval_seconds,
       "epochs_trained": len(fit.epochs),
@@ -301,6 +302,9 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
       "epoch_metrics": fit.epochs,
       "commit": provenance.software()["commit"],   # a resumed run may span commits
   }
+  if exp.al.by_a_person and len(queried):   # what the network says they are, for the person
+    record["queried_predictions"] = exp.trainer.predicted_classes(
+        fit.variables, exp.splits.pool_images[queried]).tolist()
   if notes:   # what the strategy found worth saying about this query
     record["query_notes"] = notes
   if exp.splits.pool_files is not None:   # the user's own images: which files were bought
@@ -350,7 +354,11 @@ class OpenRun:
     self.store = checkpoints.LoopCheckpoints(workdir)
     self.state = _start_or_resume(self.store, self.exp.settings.seed, self.exp.splits,
                                   self.exp.al, workdir, self.log)
-    if self.exp.al.oracle == "human":   # Checked before anything in the workdir changes.
+    self.labeling = None
+    if self.exp.al.oracle == "label_studio":   # the server and the project, before training
+      self.labeling = label_studio.RunRounds(workdir, self.exp.settings, self.exp.splits,
+                                             self.log)
+    if self.exp.al.by_a_person:   # Checked before anything in the workdir changes.
       self.take_human_labels()
     self.learner = self._learner()
     self.device, self.software = sharding.describe_devices(), provenance.software()
@@ -390,15 +398,7 @@ class OpenRun:
         if record is not self.state.history[-1]:
           raise UserError(f"{self.workdir}: round {record['round']}'s labels are missing "
                           "from its records")
-        if not os.path.exists(oracle.answers_path(self.workdir, record["round"])):
-          self.ask_for_labels(record)    # (again, if a kill cut its writing short)
-        answers = oracle.read_answers(self.workdir, record["round"], record["queried_indices"],
-                                      exp.splits.spec.label_names)
-        self.log(f"{len(answers)} labels of round {record['round']} read from "
-                 f"{oracle.answers_path(self.workdir, record['round'])}")
-        record["queried_labels"] = answers.tolist()
-        record["queried_class_counts"] = np.bincount(
-            answers, minlength=exp.splits.spec.num_classes).tolist()
+        self.record_labels(record, self.read_labels(record))
       indices += record["queried_indices"]
       labels += record["queried_labels"]
     if indices:
@@ -408,8 +408,42 @@ class OpenRun:
       exp.device_data = dataclasses.replace(exp.device_data, pool_labels=sharding.replicate(
           exp.mesh, pool_labels.astype(np.int32)))
 
+  def read_labels(self, record: dict, wait: bool = False) -> np.ndarray:
+    """The person's labels of a round's queries (a UserError while they are not all
+    there or not usable); with `wait`, Label Studio is polled until they are."""
+    exp = self.exp
+    if self.labeling is not None:
+      labels, provenance_of_labels = self.labeling.read(record, wait)
+      record["label_studio"] = provenance_of_labels
+      return labels
+    if not os.path.exists(oracle.answers_path(self.workdir, record["round"])):
+      self.ask_for_labels(record)    # (again, if a kill cut its writing short)
+    answers = oracle.read_answers(self.workdir, record["round"], record["queried_indices"],
+                                  exp.splits.spec.label_names)
+    self.log(f"{len(answers)} labels of round {record['round']} read from "
+             f"{oracle.answers_path(self.workdir, record['round'])}")
+    return answers
+
+  def record_labels(self, record: dict, labels: np.ndarray) -> None:
+    record["queried_labels"] = labels.tolist()
+    record["queried_class_counts"] = np.bincount(
+        labels, minlength=self.exp.splits.spec.num_classes).tolist()
+
+  def wait_for_labels(self, record: dict) -> None:
+    """Waits for the person's labels of the round just queried and takes them in this
+    process (al.wait=true): the next round trains on them."""
+    labels = self.read_labels(record, wait=True)
+    self.record_labels(record, labels)
+    self.take_human_labels()
+    queried = np.asarray(record["queried_indices"], np.int64)
+    self.learner.add_labels(queried, labels)
+    self.results = self.write_results()
+
   def ask_for_labels(self, record: dict) -> str:
-    """Writes the round's to-label file (unless it is there); returns the line to show."""
+    """Sends the round's queries to the person (unless sent already): the to-label file,
+    or Label Studio's tasks; returns the line to show."""
+    if self.labeling is not None:
+      return self.labeling.ask(record)
     oracle.write_request(self.workdir, record["round"], record["queried_indices"],
                          self.exp.splits)
     return oracle.instructions(self.workdir, record["round"], len(record["queried_indices"]),
@@ -419,7 +453,7 @@ class OpenRun:
   def waits_for_labels(self) -> bool:
     """Whether the last round's query waits for a person's labels."""
     last = self.state.history[-1] if self.state.history else None
-    return (self.exp.al.oracle == "human" and last is not None
+    return (self.exp.al.by_a_person and last is not None
             and bool(last["queried_indices"]) and last.get("queried_labels") is None)
 
   def write_results(self) -> dict:
@@ -434,7 +468,7 @@ class OpenRun:
     state.history.append(record)
     queried = np.asarray(record["queried_indices"], np.int64)
     state.labeled = np.concatenate([state.labeled, queried])
-    if self.exp.al.oracle != "human":   # (a person's labels come in the next process)
+    if not self.exp.al.by_a_person:   # (a person's labels come later)
       self.learner.add_labels(queried, self.exp.splits.pool_labels[queried])
     self.store.save(round_index + 1, state.labeled, state.root_key, state.history, variables)
     self.results = self.write_results()
@@ -486,9 +520,11 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
       one.finish_round(round_index, record, variables)
       if progress is not None:
         progress.discard()          # (the round is written: its training is not needed)
-      if one.waits_for_labels:      # A person labels this round's query; the run stops.
+      if one.waits_for_labels:      # A person labels this round's query.
         one.log(one.ask_for_labels(record))
-        break
+        if not one.exp.al.wait:     # The run stops; the same command goes on.
+          break
+        one.wait_for_labels(record)
       if max_rounds is not None and one.rounds_finished_here >= max_rounds:
         break
     return one.results

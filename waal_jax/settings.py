@@ -154,6 +154,10 @@ class TrainSettings:
     return self.adversarial == "none" and self.steps_per_epoch != "match_pool"
 
 
+# Who labels a run's queries; all but simulated are a person.
+ORACLES = ("simulated", "human", "label_studio")
+
+
 @dataclasses.dataclass(frozen=True)
 class ALSettings:
   """The budget of the command line's runs (Table 2) and who labels."""
@@ -161,9 +165,24 @@ class ALSettings:
   query_size: int = setting(500, Int(1), "labels bought per round, B (Table 2)")
   rounds: int = setting(10, Int(0), "query rounds after round 0: results hold rounds + 1 "
                         "entries (al.rounds=1 trains twice)")
-  oracle: str = setting("simulated", Choice(("simulated", "human")), "who labels the "
-                        "queries: simulated (the dataset's labels) or human (a CSV per round "
-                        "in WORKDIR/to_label, answered in WORKDIR/labels)")
+  oracle: str = setting("simulated", Choice(ORACLES), "who labels the queries: simulated "
+                        "(the dataset's labels), human (a CSV per round in WORKDIR/to_label, "
+                        "answered in WORKDIR/labels) or label_studio (a person in Label "
+                        "Studio: LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY from the "
+                        "environment)")
+  label_studio_project: int = setting(0, Int(0), "al.oracle=label_studio: the id of the "
+                                      "project the tasks go to; 0: the run makes one, its "
+                                      "choices the class names")
+  wait: bool = setting(False, Bool(), "al.oracle=label_studio: after a query, wait (polling) "
+                       "until every task is labeled and go on, instead of exiting")
+  poll_seconds: int = setting(10, Int(1), "al.wait=true: seconds between two looks")
+  reimport: bool = setting(False, Bool(), "al.oracle=label_studio: import the tasks of the "
+                           "waiting round that were deleted in Label Studio again")
+
+  @property
+  def by_a_person(self) -> bool:
+    """Whether a person labels the queries (each round waits for their labels)."""
+    return self.oracle != "simulated"
 
   @property
   def final_budget(self) -> int:
@@ -301,9 +320,9 @@ def resolve(config) -> Settings:
   settings = Settings(**top, data=data, model=_read(ModelSettings, config, "model"),
                       train=_train_settings(config), al=_read(ALSettings, config, "al"),
                       query=_query_settings(config))
-  if settings.al.oracle == "human" and (settings.seeds > 1 or settings.parallel_seeds > 1):
-    fields.fail("al.oracle", "human", "runs one seed at a time (seeds=1, parallel_seeds=1): "
-                "a person labels one run's queries")
+  if settings.al.by_a_person and (settings.seeds > 1 or settings.parallel_seeds > 1):
+    fields.fail("al.oracle", settings.al.oracle, "runs one seed at a time (seeds=1, "
+                "parallel_seeds=1): a person labels one run's queries")
   if data.name != data_lib.USER_DATASET:
     return for_data(settings, data_lib.get_spec(data.name))
   if not data.path:

@@ -345,6 +345,15 @@ def _add_correct(nets: Networks, spec: data_lib.DatasetSpec, mesh, correct, para
   return correct + jnp.sum((predictions == y) & ok)
 
 
+def _predicted_classes(nets: Networks, spec: data_lib.DatasetSpec, mesh, params, batch_stats,
+                       images, start, *, batch_size: int):
+  """The network's class for each of images[start:start + batch_size]."""
+  x = jax.lax.dynamic_slice_in_dim(images, start, batch_size)
+  x = sharding.constrain_batch(mesh, data_lib.normalize(x, spec))
+  z, _ = nets.embed(params, batch_stats, x, train=False)
+  return jnp.argmax(nets.logits(params, z), axis=-1)
+
+
 # --- Choosing the round's network ---------------------------------------------------------
 
 
@@ -412,6 +421,8 @@ class Trainer:
                            donate_argnums=(0, 6))
     self._add_correct = jax.jit(
         functools.partial(_add_correct, nets, spec, mesh, batch_size=settings.eval_batch_size))
+    self._predicted_classes = jax.jit(functools.partial(
+        _predicted_classes, nets, spec, mesh, batch_size=settings.eval_batch_size))
 
   def device_data(self, splits: data_lib.Splits, pool_images: jax.Array) -> DeviceData:
     """The labels and evaluation splits on the devices, beside the pool already there
@@ -441,6 +452,15 @@ class Trainer:
       if wait:
         jax.block_until_ready(correct)
     return int(sharding.to_host(correct)) / eval_set.count
+
+  def predicted_classes(self, variables: dict, images: np.ndarray) -> np.ndarray:
+    """The network's class (argmax) for each example of `images` (n, ...): uint8 images
+    or float vectors, as the pool holds them; int64."""
+    eval_set = self.eval_set(images, np.zeros(len(images), np.int32))
+    classes = [sharding.to_host(self._predicted_classes(
+        variables["params"], variables["batch_stats"], eval_set.images, np.int32(start)))
+               for start in range(0, eval_set.images.shape[0], self.settings.eval_batch_size)]
+    return np.concatenate(classes)[:len(images)].astype(np.int64)
 
   def init_state(self, key) -> TrainState:
     variables = self.nets.init(key, self.spec.image_shape)
