@@ -10,7 +10,7 @@ from conftest import ROOT
 LAYERS = {
     0: {"errors", "fields", "sharding", "banded", "xla_tuning", "objectives", "data",
         "user_data", "models", "strategies", "settings", "train", "learner",
-        "label_studio"},                                                    # the core
+        "label_studio", "metrics"},                                         # the core
     1: {"loop", "checkpoints", "oracle", "interrupts", "provenance"},   # one run, one workdir
     2: {"seeds", "seed_pool"},                                          # several runs
 }

@@ -276,7 +276,7 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
   round) queries with it; returns (record, network)."""
   exp, labeled = one.exp, one.state.labeled
   eval_start = time.time()
-  test_accuracy = exp.trainer.accuracy(fit.variables, exp.device_data.test)
+  test = exp.trainer.evaluate(fit.variables, exp.device_data.test)
   eval_seconds = time.time() - eval_start
   queried, query_seconds, notes = np.zeros(0, np.int64), 0.0, []
   if round_index < exp.al.rounds:
@@ -287,7 +287,12 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
   record = {
       "round": round_index,
       "num_labeled": int(len(labeled)),
-      "test_accuracy": test_accuracy,
+      "test_accuracy": test["accuracy"],
+      # Calibration of the test predictions (15 confidence bins) and accuracy per class.
+      "test_ece": test["ece"],
+      "test_nll": test["nll"],
+      "test_brier": test["brier"],
+      "test_per_class_accuracy": test["per_class_accuracy"],
       "val_accuracy": fit.best_val_accuracy,
       "train_seconds": fit.seconds,
       "query_seconds": query_seconds,

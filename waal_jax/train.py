@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from waal_jax import data as data_lib
+from waal_jax import metrics
 from waal_jax import objectives
 from waal_jax import sharding
 from waal_jax.models import Networks
@@ -345,6 +346,17 @@ def _add_correct(nets: Networks, spec: data_lib.DatasetSpec, mesh, correct, para
   return correct + jnp.sum((predictions == y) & ok)
 
 
+def _add_evaluation(nets: Networks, spec: data_lib.DatasetSpec, mesh, sums, params, batch_stats,
+                    images, labels, valid, start, *, batch_size: int):
+  """sums + images[start:start + batch_size]'s (metrics.evaluation_sums)."""
+  x = jax.lax.dynamic_slice_in_dim(images, start, batch_size)
+  y = jax.lax.dynamic_slice_in_dim(labels, start, batch_size)
+  ok = jax.lax.dynamic_slice_in_dim(valid, start, batch_size)
+  x = sharding.constrain_batch(mesh, data_lib.normalize(x, spec))
+  z, _ = nets.embed(params, batch_stats, x, train=False)
+  return metrics.evaluation_sums(sums, nets.logits(params, z), y, ok)
+
+
 def _predicted_classes(nets: Networks, spec: data_lib.DatasetSpec, mesh, params, batch_stats,
                        images, start, *, batch_size: int):
   """The network's class for each of images[start:start + batch_size]."""
@@ -421,6 +433,8 @@ class Trainer:
                            donate_argnums=(0, 6))
     self._add_correct = jax.jit(
         functools.partial(_add_correct, nets, spec, mesh, batch_size=settings.eval_batch_size))
+    self._add_evaluation = jax.jit(functools.partial(
+        _add_evaluation, nets, spec, mesh, batch_size=settings.eval_batch_size))
     self._predicted_classes = jax.jit(functools.partial(
         _predicted_classes, nets, spec, mesh, batch_size=settings.eval_batch_size))
 
@@ -452,6 +466,19 @@ class Trainer:
       if wait:
         jax.block_until_ready(correct)
     return int(sharding.to_host(correct)) / eval_set.count
+
+  def evaluate(self, variables: dict, eval_set: EvalSet) -> dict:
+    """accuracy (as `accuracy` gives it), ece, nll, brier and per_class_accuracy of the
+    network on `eval_set` (waal_jax.metrics)."""
+    sums = sharding.replicate(self.mesh, metrics.zero_sums(self.spec.num_classes))
+    wait = sharding.wait_each_call(self.mesh)
+    for start in range(0, eval_set.images.shape[0], self.settings.eval_batch_size):
+      sums = self._add_evaluation(sums, variables["params"], variables["batch_stats"],
+                                  eval_set.images, eval_set.labels, eval_set.valid,
+                                  np.int32(start))
+      if wait:
+        jax.block_until_ready(sums)
+    return metrics.from_sums(sharding.to_host(sums), eval_set.count)
 
   def predicted_classes(self, variables: dict, images: np.ndarray) -> np.ndarray:
     """The network's class (argmax) for each example of `images` (n, ...): uint8 images
