@@ -20,6 +20,7 @@ import pytest
 
 from conftest import (ROOT, TINY, make_config, run_in_process, run_module,
                       write_synthetic_fashion_mnist)
+from waal_jax import metrics
 
 
 def _main_args(workdir, cache_dir, *extra):
@@ -108,6 +109,24 @@ def test_results_json_schema(uninterrupted):
   # Progress was reported per epoch and per round.
   assert "epoch 2/2" in done.stderr and "test accuracy" in done.stderr
   assert "left" in done.stderr
+  # Calibration and accuracy per class (waal_jax/metrics.py, tests/test_metrics.py).
+  for record in rounds:
+    assert 0.0 <= record["test_ece"] <= 1.0 and record["test_nll"] > 0.0
+    assert 0.0 <= record["test_brier"] <= 2.0
+    per_class = record["test_per_class_accuracy"]
+    assert len(per_class) == 10 and all(0.0 <= a <= 1.0 for a in per_class)
+    # Accuracy is the per-class accuracies' mean weighted by the classes' test examples.
+    assert min(per_class) <= record["test_accuracy"] <= max(per_class)
+  # The stop set: 2,000 asked, 360 of TINY's pool of 400 unlabeled at round 0 (40
+  # labeled), drawn once; each round's kappa compares its predictions with the last's.
+  stop_set = rounds[0]["stop_set_indices"]
+  assert len(stop_set) == 360 and stop_set == sorted(set(stop_set))
+  assert set(rounds[0]["queried_indices"]) <= set(stop_set)   # (unlabeled at round 0)
+  assert rounds[0]["stop_set_kappa"] is None
+  for previous, record in zip(rounds, rounds[1:]):
+    assert "stop_set_indices" not in record and len(record["stop_set_predictions"]) == 360
+    assert record["stop_set_kappa"] == pytest.approx(metrics.cohen_kappa(
+        previous["stop_set_predictions"], record["stop_set_predictions"], 10))
 
 
 def test_kill_and_resume_equals_uninterrupted(uninterrupted, tmp_path):

@@ -23,6 +23,7 @@ from waal_jax import checkpoints
 from waal_jax import data as data_lib
 from waal_jax import label_studio
 from waal_jax import learner as learner_lib
+from waal_jax import metrics
 from waal_jax import models
 from waal_jax import oracle
 from waal_jax import provenance
@@ -48,6 +49,40 @@ def initial_labeled(root_key, pool_count: int, count: int) -> np.ndarray:
   """The random labeled set of round 0 (pool indices), drawn from the run's root key."""
   key = jax.random.fold_in(root_key, 0)
   return np.asarray(jax.random.choice(key, pool_count, (count,), replace=False))
+
+
+def stop_set(root_key, pool_count: int, labeled: np.ndarray, size: int) -> np.ndarray:
+  """The stop set: `size` pool indices (sorted) drawn from those unlabeled at round 0,
+  with a key of their own, fold_in(root, 2), so no other draw changes."""
+  unlabeled = np.setdiff1d(np.arange(pool_count), labeled)
+  size = min(size, len(unlabeled))
+  chosen = jax.random.choice(jax.random.fold_in(root_key, 2), len(unlabeled), (size,),
+                             replace=False)
+  return np.sort(unlabeled[np.asarray(chosen)])
+
+
+def stopping_signal(one: "OpenRun", round_index: int, variables) -> dict:
+  """The round's predicted classes on the stop set and their Cohen's kappa with the
+  previous round's (Bloodgood and Vijay-Shanker, 2009: stop once predictions settle).
+  Round 0 draws the stop set and records it."""
+  exp, history = one.exp, one.state.history
+  if exp.al.stop_set_size == 0:
+    return {}
+  if round_index == 0:
+    indices = stop_set(one.state.root_key, len(exp.splits.pool_labels), one.state.labeled,
+                       exp.al.stop_set_size)
+  else:
+    indices = np.asarray((history[0] if history else {}).get("stop_set_indices", []), np.int64)
+  if not len(indices):          # a run begun before stop sets were recorded
+    return {}
+  predicted = exp.trainer.predicted_classes(variables, exp.splits.pool_images[indices])
+  previous = history[-1].get("stop_set_predictions") if history else None
+  record = {"stop_set_predictions": predicted.tolist(),
+            "stop_set_kappa": (None if previous is None else metrics.cohen_kappa(
+                previous, predicted, exp.splits.spec.num_classes))}
+  if round_index == 0:
+    record["stop_set_indices"] = indices.tolist()
+  return record
 
 
 def seconds_left(history: list, rounds_left: int) -> float:
@@ -293,6 +328,7 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
       "test_nll": test["nll"],
       "test_brier": test["brier"],
       "test_per_class_accuracy": test["per_class_accuracy"],
+      **stopping_signal(one, round_index, fit.variables),
       "val_accuracy": fit.best_val_accuracy,
       "train_seconds": fit.seconds,
       "query_seconds": query_seconds,

@@ -67,3 +67,16 @@ def from_sums(sums: Dict[str, np.ndarray], count: int) -> Dict[str, object]:
           "brier": float(sums["brier"]) / count,
           "per_class_accuracy": per_class}
 
+
+
+def cohen_kappa(first: np.ndarray, second: np.ndarray, num_classes: int) -> float:
+  """Cohen's kappa of two labelings of the same examples (class indices): their
+  agreement beyond what their class frequencies give by chance, (p_o - p_e) / (1 - p_e).
+  1 when both give every example the same single class."""
+  first, second = np.asarray(first), np.asarray(second)
+  agreement = float(np.mean(first == second))
+  chance = float(np.dot(np.bincount(first, minlength=num_classes) / len(first),
+                        np.bincount(second, minlength=num_classes) / len(second)))
+  if chance == 1.0:
+    return 1.0
+  return (agreement - chance) / (1.0 - chance)

@@ -165,6 +165,9 @@ class ALSettings:
   query_size: int = setting(500, Int(1), "labels bought per round, B (Table 2)")
   rounds: int = setting(10, Int(0), "query rounds after round 0: results hold rounds + 1 "
                         "entries (al.rounds=1 trains twice)")
+  stop_set_size: int = setting(2000, Int(0), "examples of the pool, unlabeled at round 0, "
+                               "whose predicted classes every round compares with the "
+                               "previous round's (stop_set_kappa, a stopping signal); 0: none")
   oracle: str = setting("simulated", Choice(ORACLES), "who labels the queries: simulated "
                         "(the dataset's labels), human (a CSV per round in WORKDIR/to_label, "
                         "answered in WORKDIR/labels) or label_studio (a person in Label "
