@@ -456,29 +456,28 @@ class Trainer:
     put = functools.partial(sharding.replicate, self.mesh)
     return EvalSet(put(images), put(labels), put(valid), len(valid) - pad)
 
-  def accuracy(self, variables: dict, eval_set: EvalSet) -> float:
-    correct = sharding.replicate(self.mesh, np.int32(0))
+  def _over_batches(self, add, total, variables: dict, eval_set: EvalSet):
+    """total, with add(total, params, batch_stats, images, labels, valid, start) applied
+    to each evaluation batch of `eval_set` in turn; on the host."""
     wait = sharding.wait_each_call(self.mesh)
     for start in range(0, eval_set.images.shape[0], self.settings.eval_batch_size):
-      correct = self._add_correct(correct, variables["params"], variables["batch_stats"],
-                                  eval_set.images, eval_set.labels, eval_set.valid,
-                                  np.int32(start))
+      total = add(total, variables["params"], variables["batch_stats"], eval_set.images,
+                  eval_set.labels, eval_set.valid, np.int32(start))
       if wait:
-        jax.block_until_ready(correct)
-    return int(sharding.to_host(correct)) / eval_set.count
+        jax.block_until_ready(total)
+    return sharding.to_host(total)
+
+  def accuracy(self, variables: dict, eval_set: EvalSet) -> float:
+    correct = self._over_batches(self._add_correct, sharding.replicate(self.mesh, np.int32(0)),
+                                 variables, eval_set)
+    return int(correct) / eval_set.count
 
   def evaluate(self, variables: dict, eval_set: EvalSet) -> dict:
     """accuracy (as `accuracy` gives it), ece, nll, brier and per_class_accuracy of the
     network on `eval_set` (waal_jax.metrics)."""
-    sums = sharding.replicate(self.mesh, metrics.zero_sums(self.spec.num_classes))
-    wait = sharding.wait_each_call(self.mesh)
-    for start in range(0, eval_set.images.shape[0], self.settings.eval_batch_size):
-      sums = self._add_evaluation(sums, variables["params"], variables["batch_stats"],
-                                  eval_set.images, eval_set.labels, eval_set.valid,
-                                  np.int32(start))
-      if wait:
-        jax.block_until_ready(sums)
-    return metrics.from_sums(sharding.to_host(sums), eval_set.count)
+    zeros = sharding.replicate(self.mesh, metrics.zero_sums(self.spec.num_classes))
+    return metrics.from_sums(self._over_batches(self._add_evaluation, zeros, variables,
+                                                eval_set), eval_set.count)
 
   def predicted_classes(self, variables: dict, images: np.ndarray) -> np.ndarray:
     """The network's class (argmax) for each example of `images` (n, ...): uint8 images
