@@ -371,11 +371,11 @@ class Project:
       task_ids[k] = task_id
     return dataclasses.replace(pushed, task_ids=tuple(task_ids))
 
-  def wait(self, pushed: PushedRound, log: Callable[[str], None], poll_seconds: float = 10.0,
-           timeout_seconds: Optional[float] = None) -> Answers:
+  def wait(self, pushed: PushedRound, log: Callable[[str], None],
+           poll_seconds: float = 10.0) -> Answers:
     """Polls until every task of the round has an annotation (saying how many have,
     when that changes), then pulls them."""
-    total, last, start = len(pushed.task_ids), -1, time.monotonic()
+    total, last = len(pushed.task_ids), -1
     while True:
       done = self.annotated(pushed)
       if done != last:
@@ -384,10 +384,6 @@ class Project:
         last = done
       if done == total:
         return self.pull(pushed)
-      if timeout_seconds is not None and time.monotonic() - start > timeout_seconds:
-        raise UserError(f"Label Studio project {self.id}: {total - done} of round "
-                        f"{pushed.round_index}'s tasks still not labeled after "
-                        f"{timeout_seconds:.0f} s")
       time.sleep(poll_seconds)
 
 
