@@ -70,3 +70,16 @@ def test_cohen_kappa_by_hand():
   # Agreeing less often than chance: below zero (p_o = 0, p_e = 1/2: kappa = -1).
   assert metrics.cohen_kappa([0, 1], [1, 0], 2) == pytest.approx(-1.0)
   assert metrics.cohen_kappa([2, 2, 2], [2, 2, 2], 3) == 1.0     # one class only
+
+
+def test_the_stopping_signal_fires_after_enough_stable_rounds():
+  kappas = [None, 0.95, 0.991, 0.98, 0.99, 0.995, 0.999]
+  # Rounds 4, 5 and 6 are >= 0.99; round 2 alone is, then round 3 breaks the streak.
+  assert metrics.stable_round(kappas, 0.99, 1) == 2
+  assert metrics.stable_round(kappas, 0.99, 2) == 5
+  assert metrics.stable_round(kappas, 0.99, 3) == 6
+  assert metrics.stable_round(kappas, 0.99, 4) is None
+  assert metrics.stable_round(kappas, 0.9, 3) == 3       # 0.95, 0.991, 0.98
+  assert metrics.stable_round([None, None, 1.0], 0.5, 2) is None   # a missing kappa breaks it
+  with pytest.raises(ValueError):
+    metrics.stable_round(kappas, 0.99, 0)

@@ -5,9 +5,13 @@ score) and accuracy per class.
 `evaluation_sums` runs on the devices, batch by batch, and adds into sums that
 `from_sums` turns into the metrics on the host, so a test set is read once and no
 per-example output is kept.
+
+`cohen_kappa` and `stable_round` are the stopping signal (Bloodgood and Vijay-Shanker,
+2009): the agreement of consecutive rounds' predictions on a stop set, and the round
+where it has stayed high long enough.
 """
 
-from typing import Dict
+from typing import Dict, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -80,3 +84,19 @@ def cohen_kappa(first: np.ndarray, second: np.ndarray, num_classes: int) -> floa
   if chance == 1.0:
     return 1.0
   return (agreement - chance) / (1.0 - chance)
+
+
+def stable_round(kappas: Sequence[Optional[float]], threshold: float,
+                 rounds: int) -> Optional[int]:
+  """The first round at which the stopping signal fires: the kappas of it and of the
+  `rounds` - 1 rounds before it (`kappas[r]`: round r's predictions against round
+  r - 1's; None where there is none, as in round 0) are all >= `threshold`. None when
+  it never fires."""
+  if rounds < 1:
+    raise ValueError(f"rounds must be at least 1, not {rounds}")
+  streak = 0
+  for round_index, kappa in enumerate(kappas):
+    streak = streak + 1 if kappa is not None and kappa >= threshold else 0
+    if streak >= rounds:
+      return round_index
+  return None
