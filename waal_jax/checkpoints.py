@@ -42,7 +42,7 @@ from waal_jax.errors import UserError
 # not a continuation of a shorter one.)
 NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "data.download",
                        "model.conv", "parallel_seeds", "parallel_seeds_mode", "al.wait",
-                       "al.poll_seconds", "al.reimport")
+                       "al.poll_seconds", "al.reimport", "tensorboard")
 OWNER_FILE = "config.json"
 LOCK_FILE = "run.lock"
 PROGRESS_FILE = "round_progress.msgpack"

@@ -291,11 +291,13 @@ class ActiveLearner:
     self.log(f"{self._round_name(self.round)}: training on {labeled} labels "
              f"({self.pool_shape[0] - labeled} unlabeled)")
 
-  def fit(self, progress=None) -> train_lib.FitResult:
+  def fit(self, progress=None,
+          on_epoch: Optional[Callable[[dict, dict], None]] = None) -> train_lib.FitResult:
     """Trains a fresh network on the labels (and, for WAAL, the unlabeled pool) and
     keeps it for `query`; returns its epochs' records and the chosen epoch.
     `progress` (a checkpoints.RoundProgress): keeps the training between epochs and
-    continues a round's training that it holds."""
+    continues a round's training that it holds. `on_epoch(record, variables)`, if
+    given, sees each epoch's record and network as it ends (e.g. to draw it)."""
     labeled = self.labeled
     if len(labeled) == 0:
       raise UserError("fit: no example is labeled yet; give labels= or call add_labels")
@@ -307,7 +309,7 @@ class ActiveLearner:
     self.log_round_start()
     try:
       fit = self.trainer.fit(train_key, self._data, labeled, query_size, log=self.log,
-                             progress=progress, round_index=self.round)
+                             on_epoch=on_epoch, progress=progress, round_index=self.round)
     except train_lib.Diverged as e:
       raise TrainingDiverged(f"{e}; lower train.learning_rate "
                              f"({self.train_settings.learning_rate:g} now)",

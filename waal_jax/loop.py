@@ -30,6 +30,7 @@ from waal_jax import provenance
 from waal_jax import settings as settings_lib
 from waal_jax import sharding
 from waal_jax import strategies
+from waal_jax import tensorboard_writer
 from waal_jax import train as train_lib
 from waal_jax import user_data
 from waal_jax.errors import UserError
@@ -288,7 +289,7 @@ def _run_round(one: "OpenRun", round_index: int,
   """Trains (continuing what `progress` saved of this round), tests and (but in the
   last round) queries; returns (record, network)."""
   try:
-    fit = one.learner.fit(progress)
+    fit = one.learner.fit(progress, on_epoch=one.on_epoch)
   except learner_lib.TrainingDiverged as e:
     raise diverged_error(one.exp, round_index, e) from None
   return test_and_query(one, round_index, fit)
@@ -313,8 +314,10 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
   eval_start = time.time()
   test = exp.trainer.evaluate(fit.variables, exp.device_data.test)
   eval_seconds = time.time() - eval_start
+  signal = stopping_signal(one, round_index, fit.variables)
+  stops = one.stable_after(signal.get("stop_set_kappa"))
   queried, query_seconds, notes = np.zeros(0, np.int64), 0.0, []
-  if round_index < exp.al.rounds:
+  if round_index < exp.al.rounds and not stops:   # (the last round buys nothing)
     query_start = time.time()
     queried = one.learner.query(exp.al.query_size)
     query_seconds = time.time() - query_start
@@ -328,7 +331,7 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
       "test_nll": test["nll"],
       "test_brier": test["brier"],
       "test_per_class_accuracy": test["per_class_accuracy"],
-      **stopping_signal(one, round_index, fit.variables),
+      **signal,
       "val_accuracy": fit.best_val_accuracy,
       "train_seconds": fit.seconds,
       "query_seconds": query_seconds,
@@ -346,6 +349,8 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
   if exp.al.by_a_person and len(queried):   # what the network says they are, for the person
     record["queried_predictions"] = exp.trainer.predicted_classes(
         fit.variables, exp.splits.pool_images[queried]).tolist()
+  if stops:
+    record["stopped_when_stable"] = True
   if notes:   # what the strategy found worth saying about this query
     record["query_notes"] = notes
   if exp.splits.pool_files is not None:   # the user's own images: which files were bought
@@ -402,6 +407,7 @@ class OpenRun:
     if self.exp.al.by_a_person:   # Checked before anything in the workdir changes.
       self.take_human_labels()
     self.learner = self._learner()
+    self.board = self._tensorboard()
     self.device, self.software = sharding.describe_devices(), provenance.software()
     self.rounds_finished_here = 0
     results_path = os.path.join(workdir, RESULTS_FILE)
@@ -424,9 +430,37 @@ class OpenRun:
     learner.add_labels(state.labeled, exp.splits.pool_labels[state.labeled])
     return learner
 
+  def _tensorboard(self) -> Optional[tensorboard_writer.TensorBoardWriter]:
+    """The run's TensorBoard writer (the lead process's, with settings.tensorboard)."""
+    if not (self.lead and self.exp.settings.tensorboard):
+      return None
+    board = tensorboard_writer.TensorBoardWriter(
+        self.workdir, self.exp.splits.spec.label_names, self.exp.settings.train.adversarial)
+    board.hparams(self.config_dict)
+    return board
+
+  def on_epoch(self, record: dict, variables=None) -> None:
+    """Draws a finished epoch of the round in training (train.Trainer.fit's on_epoch)."""
+    del variables
+    if self.board is not None:
+      self.board.epoch(record, tensorboard_writer.epochs_before(self.state.history)
+                       + record["epoch"])
+
   @property
   def rounds_left(self) -> range:
+    if self.stable_after():     # the stopping signal ended the run
+      return range(0)
     return range(self.state.first_round + self.rounds_finished_here, self.exp.al.rounds + 1)
+
+  def stable_after(self, *next_kappa) -> bool:
+    """Whether al.stop_when_stable ends the run after the recorded rounds (and, if
+    given, one more round with this stop_set_kappa)."""
+    al = self.exp.al
+    if not al.stop_when_stable:
+      return False
+    kappas = [record.get("stop_set_kappa") for record in self.state.history] + list(next_kappa)
+    fired = metrics.stable_round(kappas, al.stable_kappa, al.stop_when_stable)
+    return fired is not None
 
   def take_human_labels(self) -> None:
     """Puts the labels a person gave (earlier rounds' as recorded, the last round's from
@@ -513,18 +547,28 @@ class OpenRun:
       self.learner.add_labels(queried, self.exp.splits.pool_labels[queried])
     self.store.save(round_index + 1, state.labeled, state.root_key, state.history, variables)
     self.results = self.write_results()
+    if self.board is not None:
+      self.board.round(record, tensorboard_writer.epochs_before(state.history[:-1]))
     self.rounds_finished_here += 1
-    left = self.exp.al.rounds - round_index
+    left = 0 if record.get("stopped_when_stable") else self.exp.al.rounds - round_index
     eta = (f", about {train_lib.format_duration(seconds_left(state.history, left))} left"
            if left else "")
     self.log(f"round {round_index}/{self.exp.al.rounds}: test accuracy "
              f"{record['test_accuracy']:.4f} with {record['num_labeled']} labels (validation "
              f"{record['val_accuracy']:.4f}, epoch {record['best_epoch']}); train "
              f"{record['train_seconds']:.1f}s, query {record['query_seconds']:.2f}s{eta}")
+    if record.get("stopped_when_stable"):
+      al = self.exp.al
+      self.log(f"the run ends at round {round_index} with {record['num_labeled']} labels: "
+               f"stop_set_kappa >= {al.stable_kappa:g} in {al.stop_when_stable} round(s) in "
+               "a row (al.stop_when_stable)")
 
   def close(self) -> None:
     """Closes the checkpoints and releases the workdir (also after an error or a stop)."""
     try:
+      if getattr(self, "board", None) is not None:
+        self.board.close()
+        self.board = None
       if self.store is not None:
         self.store.close()
         self.store = None
@@ -566,6 +610,7 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
         if not one.exp.al.wait:     # The run stops; the same command goes on.
           break
         one.wait_for_labels(record)
-      if max_rounds is not None and one.rounds_finished_here >= max_rounds:
+      if record.get("stopped_when_stable") or (
+          max_rounds is not None and one.rounds_finished_here >= max_rounds):
         break
     return one.results

@@ -130,6 +130,14 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
         one.finish_round(round_index, record, variables)
       for saver in progress or []:
         saver.discard()
+      ended = [not one.rounds_left for one in runs]   # by al.stop_when_stable
+      if all(ended):
+        break
+      if any(ended):
+        log("the stopping signal ended some seeds: the others go on one after another")
+        opened.close()
+        return [loop.run(config, workdir, _prefixed(log, config.seed), shared,
+                         progress_seconds) for config, workdir in zip(configs, workdirs)]
     return [one.results for one in runs]
 
 

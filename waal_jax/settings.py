@@ -168,6 +168,12 @@ class ALSettings:
   stop_set_size: int = setting(2000, Int(0), "examples of the pool, unlabeled at round 0, "
                                "whose predicted classes every round compares with the "
                                "previous round's (stop_set_kappa, a stopping signal); 0: none")
+  stop_when_stable: int = setting(0, Int(0), "end the run once stop_set_kappa >= "
+                                  "al.stable_kappa in this many rounds in a row (the last "
+                                  "of them buys nothing); 0: run every round")
+  stable_kappa: float = setting(0.99, Float(-1.0, 1.0), "the stop_set_kappa that counts as "
+                                "stable for al.stop_when_stable (Bloodgood and "
+                                "Vijay-Shanker, 2009: 0.99)")
   oracle: str = setting("simulated", Choice(ORACLES), "who labels the queries: simulated "
                         "(the dataset's labels), human (a CSV per round in WORKDIR/to_label, "
                         "answered in WORKDIR/labels) or label_studio (a person in Label "
@@ -209,6 +215,8 @@ class Settings:
                                      "program), auto (CPU: processes; GPU/TPU: vmap)")
   distributed: bool = setting(False, Bool(), "several hosts: call "
                               "jax.distributed.initialize() (cluster from SLURM, MPI, TPU)")
+  tensorboard: bool = setting(True, Bool(), "write TensorBoard event files into the workdir "
+                              "(per epoch and per round; tensorboard --logdir=WORKDIR)")
   data: DataSettings = dataclasses.field(default_factory=DataSettings)
   model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
   train: TrainSettings = dataclasses.field(default_factory=TrainSettings)
@@ -323,6 +331,9 @@ def resolve(config) -> Settings:
   settings = Settings(**top, data=data, model=_read(ModelSettings, config, "model"),
                       train=_train_settings(config), al=_read(ALSettings, config, "al"),
                       query=_query_settings(config))
+  if settings.al.stop_when_stable and not settings.al.stop_set_size:
+    fields.fail("al.stop_when_stable", settings.al.stop_when_stable, "needs a stop set: "
+                "al.stop_set_size must be above 0")
   if settings.al.by_a_person and (settings.seeds > 1 or settings.parallel_seeds > 1):
     fields.fail("al.oracle", settings.al.oracle, "runs one seed at a time (seeds=1, "
                 "parallel_seeds=1): a person labels one run's queries")
