@@ -16,14 +16,7 @@ from absl import flags
 import numpy as np
 
 from experiments import cli
-
-# Folder names of the classes (tfds' label names).
-CLASS_NAMES = {
-    "fashion_mnist": ("t-shirt_top", "trouser", "pullover", "dress", "coat", "sandal",
-                      "shirt", "sneaker", "bag", "ankle_boot"),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                "ship", "truck"),
-}
+from experiments.class_names import CLASS_NAMES
 
 _FLAGS = {}  # Defined only when run as a program, so that tests can import this.
 

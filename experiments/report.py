@@ -1,6 +1,7 @@
 r"""Our results beside the paper's: tables, budget curves, query times, provenance.
 
   python -m experiments.report --workdirs=[LABEL=]DIR[,...] --out=OUT [--benchmark=FILE]
+      [--seeds=0,1,2] [--stop_kappa=0.99] [--stop_rounds=2]
 
 Each workdir is a run (it holds results.json) or a tree of runs (e.g. the seed_<k>
 folders of --config.seeds); every results.json below it is read. Runs are grouped by
@@ -24,9 +25,19 @@ beside the paper's number for the strategy. Writes
                       query (DECOMPOSITION); the pairwise penalty matrix (budgets where one
                       arm is significantly better); the labels each arm needs to
                       reach Random's final accuracy; the seconds each arm spent; and
-                      Table 1 from --benchmark
-  OUT/<dataset>.png   test accuracy vs labels: ours (one line per arm, ±std band) and,
+                      Table 1 from --benchmark. Where the rounds record them: test ECE,
+                      NLL and Brier per budget and arm; accuracy per class at each
+                      arm's first and last budget; the stopping signal per arm (the
+                      budget where each seed's stop-set kappa first stayed >=
+                      --stop_kappa for --stop_rounds rounds, the test accuracy there,
+                      the accuracy given up against the last round) and the mean
+                      kappa per budget
+  OUT/<dataset>.png   test accuracy vs labels: ours (one line per arm, ±std band, a star
+                      at the mean stop budget where every seed's signal fired) and,
                       beside it on the same axes, the paper's curves in the same colours
+  OUT/<dataset>_calibration.png
+                      ECE, NLL and Brier vs labels, a panel each, in the same colours
+                      (only where the rounds record them)
   OUT/provenance.md   per run and round: accuracy, seconds per phase, and the class
                       histogram of the queried batch
   OUT/summary.json    the numbers of report.md
@@ -50,12 +61,19 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from experiments.class_names import CLASS_NAMES
+
 _FLAGS = {}  # Defined only when run as a program, so that tests can import this.
 
 PAPER_ACCURACY = os.path.join(os.path.dirname(__file__), "paper", "paper_accuracy.csv")
 # The tables' names for our dataset names.
 PAPER_DATASETS = {"fashion_mnist": "fashion_mnist", "svhn_cropped": "svhn", "cifar10": "cifar10",
                   "stl10": "stl10"}
+# A round's calibration fields (test_<key>) and their names in tables and plots.
+CALIBRATION_METRICS = {"ece": "ECE", "nll": "NLL", "brier": "Brier"}
+# The stopping signal's defaults: stop-set kappa >= STOP_KAPPA for STOP_ROUNDS rounds.
+STOP_KAPPA = 0.99
+STOP_ROUNDS = 2
 
 
 class ReportError(Exception):
@@ -180,6 +198,31 @@ class ArmSummary:
   protocol: str
   accuracy: Dict[int, Tuple[float, float, int]]   # labels -> (mean %, std %, runs)
   aubc: Tuple[float, float]                         # mean % over rounds: mean, std over seeds
+  # The fields older results lack: empty where no round records them.
+  calibration: Dict[int, Dict[str, Tuple[float, float, int]]] = dataclasses.field(
+      default_factory=dict)                         # labels -> ece/nll/brier -> (mean, std, runs)
+  per_class: Dict[int, Tuple[List[Optional[float]], int]] = dataclasses.field(
+      default_factory=dict)                         # first, last labels -> (% per class, runs)
+  stop_set_kappa: Dict[int, float] = dataclasses.field(default_factory=dict)  # labels -> mean
+
+
+def recorded(group: List[Run], field: str) -> Dict[int, list]:
+  """labels -> the field's values over the runs' rounds that record it (not None)."""
+  values = collections.defaultdict(list)
+  for run in group:
+    for r in run.rounds:
+      if r.get(field) is not None:
+        values[r["num_labeled"]].append(r[field])
+  return dict(sorted(values.items()))
+
+
+def class_means(per_run: List[List[Optional[float]]]) -> List[Optional[float]]:
+  """Per class, the mean % over the runs that had test examples of it (None if none did)."""
+  means = []
+  for c in range(max(len(v) for v in per_run)):
+    values = [v[c] for v in per_run if c < len(v) and v[c] is not None]
+    means.append(100.0 * float(np.mean(values)) if values else None)
+  return means
 
 
 def summarise(runs: List[Run]) -> Dict[str, Dict[str, ArmSummary]]:
@@ -208,7 +251,17 @@ def summarise(runs: List[Run]) -> Dict[str, Dict[str, ArmSummary]]:
     longest = max(len(r.rounds) for r in group)
     aubcs = [100.0 * np.mean([r["test_accuracy"] for r in run.rounds])
              for run in group if len(run.rounds) == longest]
-    out[dataset][arm] = ArmSummary(sorted(seeds), protocols[0], accuracy, mean_std(aubcs))
+    calibration = collections.defaultdict(dict)
+    for metric in CALIBRATION_METRICS:
+      for n, values in recorded(group, f"test_{metric}").items():
+        calibration[n][metric] = (*mean_std(values), len(values))
+    per_class = recorded(group, "test_per_class_accuracy")
+    kappas = recorded(group, "stop_set_kappa")
+    out[dataset][arm] = ArmSummary(
+        sorted(seeds), protocols[0], accuracy, mean_std(aubcs), dict(calibration),
+        {n: (class_means(per_class[n]), len(per_class[n])) for n in sorted(
+            {min(per_class), max(per_class)})} if per_class else {},
+        {n: float(np.mean(v)) for n, v in kappas.items()})
   return dict(out)
 
 
@@ -394,13 +447,22 @@ def line_styles(names: List[str]) -> Dict[str, Tuple[tuple, str, str]]:
   return styles
 
 
-def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
-  """Ours (mean with a ±std band over seeds) on the left and the paper's curves on the
-  right, on the same axes and in the same colour per arm: one panel of 2 x 16 curves
-  cannot be read."""
+def _pyplot():
+  """matplotlib.pyplot drawing to files only (no display needed)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str,
+         stops: Optional[Dict[str, float]] = None, stop_label: str = "") -> None:
+  """Ours (mean with a ±std band over seeds) on the left and the paper's curves on the
+  right, on the same axes and in the same colour per arm: one panel of 2 x 16 curves
+  cannot be read. `stops`: arm -> the mean budget where its stopping signal fired,
+  starred on its curve and named `stop_label` in the legend."""
+  plt = _pyplot()
+  stops = stops or {}
   names = _ordered(arms)
   styles = line_styles(names)
   paper_curves = {}
@@ -422,8 +484,14 @@ def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
     ours_ax.plot(labels, mean, color=color, marker=marker, ms=3,
                  linestyle=linestyle, label=f"{a} (n={len(arms[a].seeds)})")
     ours_ax.fill_between(labels, mean - std, mean + std, color=color, alpha=0.2)
+    if a in stops:
+      ours_ax.plot([stops[a]], [np.interp(stops[a], labels, mean)], linestyle="none",
+                   marker="*", ms=14, color=color, markeredgecolor="black", zorder=3)
     if a in paper_curves:
       axes[0][1].plot(*zip(*paper_curves[a]), color=color, marker=marker, ms=3)
+  if stops:   # one legend entry for all the stars
+    ours_ax.plot([], [], linestyle="none", marker="*", ms=10, color="white",
+                 markeredgecolor="black", label=stop_label)
   ours_ax.set(xlabel="labeled examples", ylabel="test accuracy (%)",
               title=f"{dataset}: ours, mean ± std over seeds")
   if paper_curves:
@@ -431,6 +499,35 @@ def plot(dataset: str, arms: Dict[str, ArmSummary], paper, path: str) -> None:
   for ax in axes[0]:
     ax.grid(alpha=0.3)
   fig.legend(*ours_ax.get_legend_handles_labels(), loc="center left",
+             bbox_to_anchor=(1.0, 0.5), fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120, bbox_inches="tight")
+  plt.close(fig)
+
+
+def plot_calibration(dataset: str, arms: Dict[str, ArmSummary], path: str) -> None:
+  """ECE, NLL and Brier against labels, a panel each: mean with a ±std band over seeds,
+  each arm in its colour of the accuracy plot."""
+  plt = _pyplot()
+  names = _ordered(arms)
+  styles = line_styles(names)   # of every arm, so that colours match the accuracy plot
+  fig, axes = plt.subplots(1, len(CALIBRATION_METRICS), figsize=(15, 4.2), sharex=True)
+  for ax, (metric, title) in zip(axes, CALIBRATION_METRICS.items()):
+    for a in names:
+      cells = [(n, cell[metric]) for n, cell in sorted(arms[a].calibration.items())
+               if metric in cell]
+      if not cells:
+        continue
+      color, marker, linestyle = styles[a]
+      labels = np.array([n for n, _ in cells])
+      mean = np.array([c[0] for _, c in cells])
+      std = np.array([c[1] for _, c in cells])
+      ax.plot(labels, mean, color=color, marker=marker, ms=3, linestyle=linestyle,
+              label=f"{a} (n={len(arms[a].seeds)})")
+      ax.fill_between(labels, mean - std, mean + std, color=color, alpha=0.2)
+    ax.set(xlabel="labeled examples", title=f"{dataset}: test {title} (lower is better)")
+    ax.grid(alpha=0.3)
+  fig.legend(*axes[0].get_legend_handles_labels(), loc="center left",
              bbox_to_anchor=(1.0, 0.5), fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=120, bbox_inches="tight")
@@ -587,10 +684,174 @@ def penalty_table(wins: Dict[str, Dict[str, int]]) -> List[str]:
   return lines
 
 
+# --- Calibration, accuracy per class and the stopping signal -------------------------
+
+
+def class_labels(dataset: str, num_classes: int) -> List[str]:
+  """The dataset's class names where they are known and fit, else the class indices."""
+  names = CLASS_NAMES.get(dataset, ())
+  return list(names) if len(names) == num_classes else [str(c) for c in range(num_classes)]
+
+
+def calibration_table(arms: Dict[str, ArmSummary]) -> List[str]:
+  """Per budget, a row per arm that records calibration: ECE, NLL and Brier, mean ± std."""
+  names = [a for a in _ordered(arms) if arms[a].calibration]
+  lines = ["| labels | arm | n | " + " | ".join(CALIBRATION_METRICS.values()) + " |",
+           "| --- |" + " --- |" * (len(CALIBRATION_METRICS) + 2)]
+  for labels in sorted({n for a in names for n in arms[a].calibration}):
+    for a in names:
+      cell = arms[a].calibration.get(labels)
+      if cell is None:
+        continue
+      runs = max(runs for _, _, runs in cell.values())
+      lines.append(f"| {labels:,} | {a} | {runs} | " + " | ".join(
+          f"{cell[m][0]:.3f} ± {cell[m][1]:.3f}" if m in cell else "-"
+          for m in CALIBRATION_METRICS) + " |")
+  return lines
+
+
+def per_class_table(dataset: str, arms: Dict[str, ArmSummary]) -> List[str]:
+  """A row per arm and its first and last budget: test accuracy per class (%, mean)."""
+  names = [a for a in _ordered(arms) if arms[a].per_class]
+  num_classes = max(len(means) for a in names for means, _ in arms[a].per_class.values())
+  lines = ["| arm | labels | n | " + " | ".join(class_labels(dataset, num_classes)) + " |",
+           "| --- |" + " --- |" * (num_classes + 2)]
+  for a in names:
+    for labels, (means, runs) in arms[a].per_class.items():
+      cells = ["-" if v is None else f"{v:.1f}" for v in means] + ["-"] * (num_classes - len(means))
+      lines.append(f"| {a} | {labels:,} | {runs} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def kappa_table(arms: Dict[str, ArmSummary]) -> List[str]:
+  """A row per arm, a column per budget: the mean stop-set kappa over the seeds."""
+  names = [a for a in _ordered(arms) if arms[a].stop_set_kappa]
+  labels = sorted({n for a in names for n in arms[a].stop_set_kappa})
+  lines = ["| arm | " + " | ".join(f"{n:,}" for n in labels) + " |",
+           "| --- |" + " --- |" * len(labels)]
+  for a in names:
+    kappas = arms[a].stop_set_kappa
+    lines.append(f"| {a} | " + " | ".join(
+        f"{kappas[n]:.4f}" if n in kappas else "-" for n in labels) + " |")
+  return lines
+
+
+@dataclasses.dataclass
+class StopPoint:
+  labels: int
+  round: int
+  test_accuracy: float      # %, at the stop round
+  given_up: float           # the last round's test % minus test_accuracy, in points
+
+
+def stop_points(runs: List[Run], threshold: float,
+                rounds: int) -> Dict[str, Dict[str, Dict[int, Optional[StopPoint]]]]:
+  """dataset -> arm -> seed -> where the run's stopping signal fires (metrics.stable_round
+  on its stop_set_kappa), None where it never does; runs that record no kappa are left
+  out."""
+  # Imported here: jax's import costs seconds, and results without kappas never need it.
+  from waal_jax.metrics import stable_round  # pylint: disable=g-import-not-at-top
+  points = {}
+  for run in runs:
+    if not any("stop_set_kappa" in r for r in run.rounds):
+      continue
+    fired = stable_round([r.get("stop_set_kappa") for r in run.rounds], threshold, rounds)
+    point = None
+    if fired is not None:
+      record, last = run.rounds[fired], run.rounds[-1]
+      accuracy = 100.0 * record["test_accuracy"]
+      point = StopPoint(record["num_labeled"], record["round"], accuracy,
+                        100.0 * last["test_accuracy"] - accuracy)
+    points.setdefault(run.dataset, {}).setdefault(run.arm, {})[run.seed] = point
+  return points
+
+
+def stop_summary(points: Dict[int, Optional[StopPoint]]) -> dict:
+  """An arm's stopping signal as summary.json holds it: per seed (null: it never fired),
+  and over the seeds that fired the mean budget, the test accuracy at the stop and the
+  accuracy given up (mean, std); `marked` where every seed fired (the plot's star)."""
+  fired = [p for p in points.values() if p is not None]
+  over_fired = lambda values: list(mean_std(values)) if fired else None
+  return {"per_seed": {str(seed): None if p is None else dataclasses.asdict(p)
+                       for seed, p in sorted(points.items())},
+          "seeds_fired": len(fired), "seeds": len(points),
+          "mean_labels": float(np.mean([p.labels for p in fired])) if fired else None,
+          "test_accuracy_at_stop": over_fired([p.test_accuracy for p in fired]),
+          "given_up": over_fired([p.given_up for p in fired]),
+          "marked": len(fired) == len(points)}
+
+
+def stop_table(stops: Dict[str, dict]) -> List[str]:
+  """A row per arm: the budget where each seed's signal fired, their mean, the test
+  accuracy at the stop and the accuracy given up (mean ± std over the seeds that fired)."""
+  lines = ["| arm | stopped at, per seed | mean labels | test % at the stop | "
+           "given up (points) |", "| --- |" + " --- |" * 4]
+  for a in _ordered(stops):
+    stop = stops[a]
+    per_seed = ", ".join(f"seed {seed}: " + ("not within the budget" if p is None
+                                             else f"{p['labels']:,}")
+                         for seed, p in stop["per_seed"].items())
+    if not stop["seeds_fired"]:
+      mean = "not within the budget"
+    elif stop["marked"]:
+      mean = f"{stop['mean_labels']:,.0f}"
+    else:
+      mean = (f"{stop['mean_labels']:,.0f} ({stop['seeds_fired']} of {stop['seeds']} seeds; "
+              "not marked on the plot)")
+    accuracy, given_up = stop["test_accuracy_at_stop"], stop["given_up"]
+    lines.append(f"| {a} | {per_seed} | {mean} | "
+                 + ("- | - |" if accuracy is None else
+                    f"{accuracy[0]:.2f} ± {accuracy[1]:.2f} | "
+                    f"{given_up[0]:+.2f} ± {given_up[1]:.2f} |"))
+  return lines
+
+
+def calibration_section(dataset: str, arms: Dict[str, ArmSummary], out: str) -> List[str]:
+  """The calibration table and plot; nothing where no round records calibration."""
+  if not any(arm.calibration for arm in arms.values()):
+    return []
+  plot_calibration(dataset, arms, os.path.join(out, f"{dataset}_calibration.png"))
+  return (["### Calibration", "", "Test ECE (15 bins), NLL and Brier score per budget "
+           "(lower is better), mean ± std over n seeds:", ""] + calibration_table(arms)
+          + ["", f"![{dataset} calibration]({dataset}_calibration.png)", ""])
+
+
+def per_class_section(dataset: str, arms: Dict[str, ArmSummary]) -> List[str]:
+  if not any(arm.per_class for arm in arms.values()):
+    return []
+  return (["### Accuracy per class", "", "Test accuracy per class (%, mean over n seeds) at "
+           "each arm's first and last budget; - where the test split has no example of the "
+           "class.", ""] + per_class_table(dataset, arms) + [""])
+
+
+def stopping_section(arms: Dict[str, ArmSummary], stops: Dict[str, dict], threshold: float,
+                     rounds: int) -> List[str]:
+  if not stops:
+    return []
+  lines = ["### Stopping signal", "", "Where the stopping signal (Bloodgood and "
+           "Vijay-Shanker, 2009) fires: the first round at which the stop-set kappa (a "
+           "round's predicted classes on the stop set against the previous round's) has "
+           f"been >= {threshold:g} for {rounds} rounds in a row. Test accuracy at "
+           "that round, and the accuracy given up: the last round's minus it (points; "
+           "positive where going on to the last budget paid), mean ± std over the seeds "
+           "that fired. The accuracy plot stars the mean budget of the arms where every "
+           "seed fired.", ""] + stop_table(stops) + [""]
+  if any(arm.stop_set_kappa for arm in arms.values()):
+    lines += ["Mean stop-set kappa per budget (over the seeds; round 0 has none):", ""]
+    lines += kappa_table(arms) + [""]
+  return lines
+
+
 def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
-                 seeds: Optional[List[int]] = None) -> dict:
+                 seeds: Optional[List[int]] = None, stop_kappa: float = STOP_KAPPA,
+                 stop_rounds: int = STOP_ROUNDS) -> dict:
   """Reads the runs (of `seeds` only, if given) and writes the report into `out`; returns
-  summary.json's content. Only finished runs count; unfinished ones are listed."""
+  summary.json's content. Only finished runs count; unfinished ones are listed. The
+  stopping signal fires where the stop-set kappa is >= stop_kappa for stop_rounds rounds."""
+  if not -1.0 <= stop_kappa <= 1.0:
+    raise ReportError(f"--stop_kappa: {stop_kappa:g} is not a kappa (-1 to 1)")
+  if stop_rounds < 1:
+    raise ReportError(f"--stop_rounds: {stop_rounds}; the signal needs at least 1 round")
   found = find_runs(workdirs)
   if seeds is not None:
     found = [run for run in found if run.seed in seeds]
@@ -603,6 +864,8 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
   accuracies_by_seed = seed_accuracies(runs)
   timing = time_spent(runs)
   bought = class_shares(runs)
+  stops = {dataset: {arm: stop_summary(points) for arm, points in by_arm.items()}
+           for dataset, by_arm in stop_points(runs, stop_kappa, stop_rounds).items()}
   paper = load_paper()
   os.makedirs(out, exist_ok=True)
   lines = ["# waal_jax results beside the paper's", "",
@@ -619,7 +882,9 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
     lines += ["Every budget, as the paper's Table 4 lays it out (ours, then the paper's "
               "row for that strategy; test accuracy in %, mean ± std over n seeds):", ""]
     lines += accuracy_table(dataset, arms, paper) + [""]
-    plot(dataset, arms, paper, os.path.join(out, f"{dataset}.png"))
+    plot(dataset, arms, paper, os.path.join(out, f"{dataset}.png"),
+         {a: s["mean_labels"] for a, s in stops.get(dataset, {}).items() if s["marked"]},
+         f"stopping signal (kappa >= {stop_kappa:g}, {stop_rounds} rounds), mean over seeds")
     lines += [f"![{dataset}]({dataset}.png)", ""]
     per_seed = accuracies_by_seed[dataset]
     if "waal" in per_seed and len(per_seed) > 1:
@@ -649,6 +914,9 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
                 "over all rounds and seeds, and the largest class's share of a batch (%, "
                 "mean over the batches; Random's row shows what chance gives).", ""]
       lines += class_share_table(bought[dataset]) + [""]
+    lines += calibration_section(dataset, arms, out)
+    lines += per_class_section(dataset, arms)
+    lines += stopping_section(arms, stops.get(dataset, {}), stop_kappa, stop_rounds)
     lines += ["Seconds per seed (all rounds; training includes the per-epoch validation) and "
               "the arm's total hours over its seeds:", "",
               "| arm | train s | eval s | query s | total hours |", "| --- | --- | --- | --- | --- |"]
@@ -668,13 +936,31 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
     f.write("\n".join(lines))
   with open(os.path.join(out, "provenance.md"), "w") as f:
     f.write("\n".join(provenance(runs)))
-  content = {dataset: {arm: {"seeds": s.seeds, "protocol": s.protocol,
-                             "accuracy": {str(n): list(v) for n, v in s.accuracy.items()},
-                             "aubc": list(s.aubc), "seconds": timing[dataset][arm]}
+  content = {dataset: {arm: arm_content(s, timing[dataset][arm], stops.get(dataset, {}).get(arm),
+                                        stop_kappa, stop_rounds)
                        for arm, s in arms.items()}
              for dataset, arms in summary.items()}
   with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(content, f, indent=1)
+  return content
+
+
+def arm_content(s: ArmSummary, seconds: Dict[str, float], stop: Optional[dict],
+                threshold: float, rounds: int) -> dict:
+  """An arm's entry of summary.json; the keys of fields older results lack only where
+  the rounds record them."""
+  content = {"seeds": s.seeds, "protocol": s.protocol,
+             "accuracy": {str(n): list(v) for n, v in s.accuracy.items()},
+             "aubc": list(s.aubc), "seconds": seconds}
+  if s.calibration:
+    content["calibration"] = {str(n): {m: list(v) for m, v in cell.items()}
+                              for n, cell in s.calibration.items()}
+  if s.per_class:
+    content["per_class_accuracy"] = {str(n): means for n, (means, _) in s.per_class.items()}
+  if s.stop_set_kappa:
+    content["stop_set_kappa"] = {str(n): k for n, k in s.stop_set_kappa.items()}
+  if stop is not None:
+    content["stopping"] = {"threshold": threshold, "rounds": rounds, **stop}
   return content
 
 
@@ -687,6 +973,11 @@ def _define_flags():
       "benchmark", None, "JSON lines of experiments.benchmark, for the query-time table.")
   _FLAGS["seeds"] = flags.DEFINE_list(
       "seeds", None, "Only these seeds (e.g. 0,1,2: the seeds every arm has finished).")
+  _FLAGS["stop_kappa"] = flags.DEFINE_float(
+      "stop_kappa", STOP_KAPPA, "The stopping signal fires once the stop-set kappa is at "
+      "least this for --stop_rounds rounds in a row.")
+  _FLAGS["stop_rounds"] = flags.DEFINE_integer(
+      "stop_rounds", STOP_ROUNDS, "Consecutive rounds the kappa must stay at --stop_kappa.")
 
 
 def _parse_seeds(values: Optional[List[str]]) -> Optional[List[int]]:
@@ -701,7 +992,8 @@ def main(argv):
   try:
     out = _FLAGS["out"].value
     write_report(_FLAGS["workdirs"].value, out, _FLAGS["benchmark"].value,
-                 _parse_seeds(_FLAGS["seeds"].value))
+                 _parse_seeds(_FLAGS["seeds"].value), _FLAGS["stop_kappa"].value,
+                 _FLAGS["stop_rounds"].value)
   except ReportError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

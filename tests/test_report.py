@@ -11,8 +11,9 @@ from experiments import report
 
 
 def _fabricate(path, strategy, seed, accuracies, *, steps_per_epoch="auto", rounds=None,
-               epochs=10, adversarial="auto"):
-  """A results.json as the driver writes it, with the given test accuracies."""
+               epochs=10, adversarial="auto", fields=None):
+  """A results.json as the driver writes it, with the given test accuracies (and per
+  round, the `fields` given, e.g. calibration)."""
   os.makedirs(path)
   config = {"seed": seed, "data": {"name": "fashion_mnist", "pool_size": -1},
             "al": {"initial_labeled": 1000, "query_size": 500,
@@ -24,6 +25,8 @@ def _fabricate(path, strategy, seed, accuracies, *, steps_per_epoch="auto", roun
               "val_accuracy": a, "train_seconds": 1.0, "query_seconds": 0.5,
               "queried_indices": [], "queried_class_counts": [50] * 10}
              for i, a in enumerate(accuracies)]
+  for record, more in zip(history, fields or []):
+    record.update(more)
   with open(os.path.join(path, "results.json"), "w") as f:
     json.dump({"config": config, "device": "cpu", "rounds": history}, f)
 
@@ -333,3 +336,145 @@ def test_control_arms_have_names_of_their_own():
   assert report.arm_name(deepal_2018) == "deepfool+last_class"
   assert report.paper_cell(paper, "fashion_mnist", "deepfool+last_class/inferred",
                            6000) == (78.99, 0.33)
+
+
+def _calibrated(path, strategy, seed, accuracies, ece, nll, brier, per_class, kappas):
+  """A run whose rounds record calibration, accuracy per class and the stop-set kappa:
+  per_class is (first round's, every later round's)."""
+  _fabricate(path, strategy, seed, accuracies, fields=[
+      {"test_ece": e, "test_nll": n, "test_brier": b, "stop_set_kappa": k,
+       "test_per_class_accuracy": per_class[0] if i == 0 else per_class[1]}
+      for i, (e, n, b, k) in enumerate(zip(ece, nll, brier, kappas))])
+
+
+@pytest.fixture(scope="module")
+def calibrated_report(tmp_path_factory):
+  """Six rounds (1,000 to 3,500 labels) of WAAL and Random, two seeds each, with the new
+  fields, beside an older Margin run without them; the report with the default signal
+  (kappa >= 0.99 for 2 rounds). Returns (report.md's lines, summary.json, OUT).
+
+  WAAL seed 0's kappas 0.99, 0.98, 0.99, 0.995, 0.999 fire at round 4 (3,000 labels):
+  not at round 1 (one round is not two), not at round 5 (0.99 counts, >= not >).
+  Seed 1's (0.5, 0.99, 0.98, 0.99, 0.97) never hold for two rounds."""
+  root = tmp_path_factory.mktemp("calibrated")
+  steps = range(6)
+  tail = [0.9] * 7 + [None]                   # classes 2-8, and class 9 without examples
+  _calibrated(root / "waal" / "seed_0", "waal", 0, [0.70, 0.75, 0.78, 0.80, 0.82, 0.85],
+              [0.10 - 0.01 * i for i in steps], [0.9 - 0.05 * i for i in steps],
+              [0.30 - 0.02 * i for i in steps], ([0.6, 0.8] + tail, [0.7, 1.0] + tail),
+              [None, 0.99, 0.98, 0.99, 0.995, 0.999])
+  _calibrated(root / "waal" / "seed_1", "waal", 1, [0.72, 0.74, 0.76, 0.78, 0.80, 0.81],
+              [0.14 - 0.01 * i for i in steps], [0.7 - 0.05 * i for i in steps],
+              [0.36 - 0.02 * i for i in steps], ([0.8, 0.8] + tail, [0.9, 0.9] + tail),
+              [None, 0.5, 0.99, 0.98, 0.99, 0.97])
+  # Random seed 0 fires at round 2 (2,000 labels, 66%) and ends lower (63%); seed 1 at
+  # round 3 (2,500, 64%) and ends higher (68%).
+  _calibrated(root / "random" / "seed_0", "random", 0, [0.60, 0.62, 0.66, 0.65, 0.64, 0.63],
+              [0.05] * 6, [0.5] * 6, [0.2] * 6, ([0.6] * 9 + [None],) * 2,
+              [None, 1.0, 1.0, 0.9, 1.0, 1.0])
+  _calibrated(root / "random" / "seed_1", "random", 1, [0.60, 0.61, 0.62, 0.64, 0.66, 0.68],
+              [0.05] * 6, [0.5] * 6, [0.2] * 6, ([0.6] * 9 + [None],) * 2,
+              [None, 0.9, 1.0, 1.0, 1.0, 1.0])
+  _fabricate(root / "margin", "margin", 0, [0.65, 0.70, 0.72, 0.74, 0.76, 0.78])
+  out = root / "report"
+  report.write_report([str(root)], str(out))
+  return ((out / "report.md").read_text().splitlines(),
+          json.loads((out / "summary.json").read_text())["fashion_mnist"], out)
+
+
+def test_calibration_per_budget_and_arm_by_hand(calibrated_report):
+  """WAAL at 1,000 labels: ECE 0.10 and 0.14 -> 0.120 ± |0.10 - 0.14| / sqrt 2 = 0.028;
+  NLL 0.9 and 0.7 -> 0.800 ± 0.141; Brier 0.30 and 0.36 -> 0.330 ± 0.042. Random's seeds
+  agree: std 0. Margin's rounds record none: no row."""
+  lines, summary, out = calibrated_report
+  start = lines.index("| labels | arm | n | ECE | NLL | Brier |")
+  assert lines[start + 2:start + 5] == [
+      "| 1,000 | waal | 2 | 0.120 ± 0.028 | 0.800 ± 0.141 | 0.330 ± 0.042 |",
+      "| 1,000 | random | 2 | 0.050 ± 0.000 | 0.500 ± 0.000 | 0.200 ± 0.000 |",
+      "| 1,500 | waal | 2 | 0.110 ± 0.028 | 0.750 ± 0.141 | 0.310 ± 0.042 |"]
+  assert not any("| margin |" in line for line in lines[start:start + 14])
+  assert summary["waal"]["calibration"]["1000"]["ece"] == [
+      pytest.approx(0.12), pytest.approx(0.028284, abs=1e-6), 2]
+  assert summary["waal"]["calibration"]["3500"]["nll"][:2] == [
+      pytest.approx(0.55), pytest.approx(0.141421, abs=1e-6)]
+  assert "calibration" not in summary["margin"]
+  assert (out / "fashion_mnist_calibration.png").stat().st_size > 10_000
+
+
+def test_accuracy_per_class_at_the_first_and_last_budget(calibrated_report):
+  """WAAL's classes 0 and 1: (60, 80) and (80, 80) at 1,000 labels -> 70.0, 80.0; (70,
+  100) and (90, 90) at 3,500 -> 80.0, 95.0. Class 9 has no test example: -."""
+  lines, summary, _ = calibrated_report
+  header = ("| arm | labels | n | t-shirt_top | trouser | pullover | dress | coat | sandal | "
+            "shirt | sneaker | bag | ankle_boot |")
+  start = lines.index(header)
+  assert lines[start + 2:start + 6] == [
+      "| waal | 1,000 | 2 | 70.0 | 80.0" + " | 90.0" * 7 + " | - |",
+      "| waal | 3,500 | 2 | 80.0 | 95.0" + " | 90.0" * 7 + " | - |",
+      "| random | 1,000 | 2" + " | 60.0" * 9 + " | - |",
+      "| random | 3,500 | 2" + " | 60.0" * 9 + " | - |"]
+  assert summary["waal"]["per_class_accuracy"]["3500"][:2] == [pytest.approx(80.0),
+                                                               pytest.approx(95.0)]
+  assert summary["waal"]["per_class_accuracy"]["3500"][9] is None
+  # Names only where they fit the classes recorded.
+  assert report.class_labels("svhn_cropped", 3) == ["0", "1", "2"]
+  assert report.class_labels("fashion_mnist", 3) == ["0", "1", "2"]
+
+
+def test_where_the_stopping_signal_fires_and_the_accuracy_given_up(calibrated_report):
+  """WAAL seed 0 stops at 3,000 labels with 82%, its last round has 85%: 3 points given
+  up by stopping (last minus stop: positive). Seed 1 never stops: WAAL is not starred.
+  Random: 2,000 (66%, ends at 63: -3) and 2,500 (64%, ends at 68: +4): mean 2,250,
+  65.00 ± 1.41 %, +0.50 ± 7 / sqrt 2 = 4.95 points."""
+  lines, summary, _ = calibrated_report
+  start = lines.index("| arm | stopped at, per seed | mean labels | test % at the stop | "
+                      "given up (points) |")
+  assert lines[start + 2:start + 5] == [
+      "| waal | seed 0: 3,000, seed 1: not within the budget | 3,000 (1 of 2 seeds; not "
+      "marked on the plot) | 82.00 ± 0.00 | +3.00 ± 0.00 |",
+      "| random | seed 0: 2,000, seed 1: 2,500 | 2,250 | 65.00 ± 1.41 | +0.50 ± 4.95 |", ""]
+  waal = summary["waal"]["stopping"]
+  assert (waal["threshold"], waal["rounds"], waal["seeds_fired"], waal["marked"]) == (
+      0.99, 2, 1, False)
+  assert waal["per_seed"]["0"] == {"labels": 3000, "round": 4,
+                                   "test_accuracy": pytest.approx(82.0),
+                                   "given_up": pytest.approx(3.0)}
+  assert waal["per_seed"]["1"] is None
+  random = summary["random"]["stopping"]
+  assert random["marked"] and random["mean_labels"] == 2250
+  assert random["per_seed"]["0"]["given_up"] == pytest.approx(-3.0)
+  assert random["given_up"] == [pytest.approx(0.5), pytest.approx(4.949747, abs=1e-6)]
+  assert "stopping" not in summary["margin"]
+  # How close the seeds came: WAAL's mean kappa at 1,500 labels (0.99 + 0.5) / 2.
+  start = lines.index("| arm | 1,500 | 2,000 | 2,500 | 3,000 | 3,500 |")
+  assert lines[start + 2:start + 4] == [
+      "| waal | 0.7450 | 0.9850 | 0.9850 | 0.9925 | 0.9845 |",
+      "| random | 0.9500 | 1.0000 | 0.9500 | 1.0000 | 1.0000 |"]
+  assert summary["waal"]["stop_set_kappa"]["3000"] == pytest.approx(0.9925)
+
+
+def test_the_signal_s_threshold_and_rounds_are_flags(calibrated_report, tmp_path):
+  """One round >= 0.99 suffices with --stop_rounds=1: WAAL seed 0 at round 1 (1,500
+  labels), seed 1 at round 2 (2,000). Out of range: one line."""
+  points = report.stop_points(report.find_runs([str(calibrated_report[2].parent)]), 0.99, 1)
+  assert {seed: p.labels for seed, p in points["fashion_mnist"]["waal"].items()} == {
+      0: 1500, 1: 2000}
+  with pytest.raises(report.ReportError, match=r"--stop_kappa: 1\.5 is not a kappa"):
+    report.write_report([str(tmp_path)], str(tmp_path / "r"), stop_kappa=1.5)
+  done = run_module("experiments.report", f"--workdirs={tmp_path}", "--stop_rounds=0",
+                    f"--out={tmp_path / 'r'}")
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == (
+      "error: --stop_rounds: 0; the signal needs at least 1 round")
+
+
+def test_older_results_give_the_report_as_before(workdirs, tmp_path):
+  """Rounds without calibration, per-class accuracy or kappa: no new section, plot or
+  summary key."""
+  out = tmp_path / "r"
+  content = report.write_report(workdirs, str(out))
+  assert not any(line.startswith("### ") for line in (out / "report.md").read_text().splitlines())
+  assert sorted(os.listdir(out)) == ["fashion_mnist.png", "provenance.md", "report.md",
+                                     "summary.json"]
+  assert {key for arm in content["fashion_mnist"].values() for key in arm} == {
+      "seeds", "protocol", "accuracy", "aubc", "seconds"}
