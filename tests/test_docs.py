@@ -192,3 +192,6 @@ def test_the_readme_s_quick_command_runs_as_written(tmp_path):
     rounds = json.load(f)["rounds"]
   assert [r["num_labeled"] for r in rounds] == [1000, 1500]
   assert all(r["test_accuracy"] > 0.6 for r in rounds)     # ten classes: chance is 0.1
+  # "The same numbers go into TensorBoard event files in the workdir".
+  from test_tensorboard import assert_every_tag_drawn  # pylint: disable=g-import-not-at-top
+  assert_every_tag_drawn(workdir)

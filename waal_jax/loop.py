@@ -26,6 +26,7 @@ from waal_jax import learner as learner_lib
 from waal_jax import metrics
 from waal_jax import models
 from waal_jax import oracle
+from waal_jax import progress as progress_lib
 from waal_jax import provenance
 from waal_jax import settings as settings_lib
 from waal_jax import sharding
@@ -593,7 +594,8 @@ def run(config, workdir: str, log: Optional[Callable[[str], None]] = None,
   epochs (0: after every epoch; negative: never, so a rerun trains the round again).
   `max_rounds`: stop (resumable) after this many rounds in this call; None = to the end.
   """
-  with OpenRun(config, workdir, log or logging.info, shared) as one:
+  with OpenRun(config, workdir, log or logging.info, shared) as one, \
+      progress_lib.lines_to(one.log):
     for round_index in one.rounds_left:
       key = one.learner.round_key(round_index)
       progress = None

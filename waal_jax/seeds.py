@@ -13,6 +13,7 @@ import jax
 
 from waal_jax import checkpoints
 from waal_jax import loop
+from waal_jax import progress as progress_lib
 from waal_jax import seed_pool
 from waal_jax import settings as settings_lib
 from waal_jax import train as train_lib
@@ -94,6 +95,7 @@ def run_vmapped(configs: List, workdirs: List[str], log: Callable[[str], None],
   Each seed's part of the batch's training is saved in its workdir as `run` saves it."""
   shared = {} if shared is None else shared    # One compilation serves every seed.
   with contextlib.ExitStack() as opened:
+    opened.enter_context(progress_lib.lines_to(log))
     runs = [opened.enter_context(loop.OpenRun(config, workdir, _prefixed(log, config.seed),
                                               shared))
             for config, workdir in zip(configs, workdirs)]

@@ -46,13 +46,14 @@ ROUND_SCALARS = {
 EPOCH_SCALARS = {
     "loss": "epoch/loss",
     "cross_entropy": "epoch/cross_entropy",
-    "gradient_penalty": "epoch/gradient_penalty",
     "learning_rate": "epoch/learning_rate",
     "val_accuracy": "epoch/val_accuracy",
     "seconds": "epoch/seconds",
 }
 ADVERSARIAL_TAGS = {"wasserstein": "epoch/wasserstein_estimate",
                     "h_divergence": "epoch/h_divergence_term"}
+# Only the Wasserstein critic has a gradient penalty to draw.
+PENALISED_TAG = ADVERSARIAL_TAGS["wasserstein"]
 QUERIED_CLASSES_TAG = "queried_classes"
 PER_CLASS_PREFIX = "per_class_accuracy/"
 # The HParams tab's metrics: a run's last value of each.
@@ -110,6 +111,8 @@ class TensorBoardWriter:
         self._writer.add_scalar(tag, record[name], step)
     if self.adversarial_tag and _finite(record.get("adversarial")):
       self._writer.add_scalar(self.adversarial_tag, record["adversarial"], step)
+    if self.adversarial_tag == PENALISED_TAG and _finite(record.get("gradient_penalty")):
+      self._writer.add_scalar("epoch/gradient_penalty", record["gradient_penalty"], step)
     self._epochs_written = max(self._epochs_written, step)
 
   def round(self, record: dict, epochs_before: int) -> None:

@@ -28,8 +28,10 @@ import optax
 from waal_jax import data as data_lib
 from waal_jax import metrics
 from waal_jax import objectives
+from waal_jax import progress as progress_lib
 from waal_jax import sharding
 from waal_jax.models import Networks
+from waal_jax.progress import format_duration
 from waal_jax.settings import TrainSettings
 
 MAIN = ("features", "classifier")     # the parameters of the feature step
@@ -460,11 +462,16 @@ class Trainer:
     """total, with add(total, params, batch_stats, images, labels, valid, start) applied
     to each evaluation batch of `eval_set` in turn; on the host."""
     wait = sharding.wait_each_call(self.mesh)
-    for start in range(0, eval_set.images.shape[0], self.settings.eval_batch_size):
-      total = add(total, variables["params"], variables["batch_stats"], eval_set.images,
-                  eval_set.labels, eval_set.valid, np.int32(start))
-      if wait:
-        jax.block_until_ready(total)
+    rows, batch = eval_set.images.shape[0], self.settings.eval_batch_size
+    with progress_lib.Progress(rows, "evaluation", "examples") as bar:
+      for start in range(0, rows, batch):
+        total = add(total, variables["params"], variables["batch_stats"], eval_set.images,
+                    eval_set.labels, eval_set.valid, np.int32(start))
+        due = bar.due()
+        if wait or due:
+          jax.block_until_ready(total)
+        if due:
+          bar.update(min(start + batch, rows))
     return sharding.to_host(total)
 
   def accuracy(self, variables: dict, eval_set: EvalSet) -> float:
@@ -542,11 +549,15 @@ class Trainer:
     sums = sharding.replicate(self.mesh, {k: np.float32(0) for k in METRIC_NAMES})
     weights = sharding.replicate(self.mesh, weights)
     wait = sharding.wait_each_call(self.mesh)
-    for i in range(num_steps):
-      state, sums = self.step_fn(state, data.pool_images, data.pool_labels, plan, np.int32(i),
-                                 weights, sums, step_key)
-      if wait:
-        jax.block_until_ready(sums)
+    with progress_lib.Progress(num_steps, "training", "steps", terminal_only=True) as bar:
+      for i in range(num_steps):
+        state, sums = self.step_fn(state, data.pool_images, data.pool_labels, plan,
+                                   np.int32(i), weights, sums, step_key)
+        if wait:
+          jax.block_until_ready(sums)
+        if bar.shown and bar.due():   # (on a terminal only: a wait a few times a second)
+          jax.block_until_ready(sums)
+          bar.update(i + 1)
     return state, sums
 
   def fit(self, key, data: DeviceData, labeled: np.ndarray, query_size: int,
@@ -680,16 +691,6 @@ def _restored(template, state_dict: dict):
       raise ValueError(f"a saved array is {np.asarray(got).dtype}{list(np.shape(got))}, "
                        f"the network's {np.asarray(want).dtype}{list(np.shape(want))}")
   return restored
-
-
-def format_duration(seconds: float) -> str:
-  """12s, 4m05s or 2h10m."""
-  seconds = int(round(seconds))
-  if seconds < 60:
-    return f"{seconds}s"
-  if seconds < 3600:
-    return f"{seconds // 60}m{seconds % 60:02d}s"
-  return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 def round_estimate(record: dict, epochs: int) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from waal_jax import data as data_lib
 from waal_jax import fields
+from waal_jax import progress
 from waal_jax import sharding
 from waal_jax.errors import UserError
 from waal_jax.models import Networks
@@ -283,10 +284,15 @@ class PoolScorer:
     layouts = tuple((i, ((blocks, *s.shape), jnp.dtype(s.dtype))) for i, s in enumerate(leaves))
     zeros = self._zeros(layouts)
     buffers = jax.tree.unflatten(tree, [zeros[i] for i in range(len(leaves))])
-    for i in range(blocks):
-      buffers = self._score_block(variables, pool.blocks, np.int32(i), key, buffers)
-      if self._wait:
-        jax.block_until_ready(buffers)
+    rows = blocks * pool.blocks.shape[1]
+    with progress.Progress(rows, "scoring the pool", "examples") as bar:
+      for i in range(blocks):
+        buffers = self._score_block(variables, pool.blocks, np.int32(i), key, buffers)
+        due = bar.due()
+        if self._wait or due:
+          jax.block_until_ready(buffers)
+        if due:
+          bar.update((i + 1) * pool.blocks.shape[1])
     return jax.tree.map(_rows, buffers)
 
 

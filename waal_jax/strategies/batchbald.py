@@ -65,6 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from waal_jax import fields
+from waal_jax import progress
 from waal_jax import sharding
 from waal_jax.strategies import bald
 from waal_jax.strategies import base
@@ -310,6 +311,7 @@ def batchbald_greedy(log_probs, selectable, key, *, k: int, configurations: int,
     information = information.at[i].set(joint_j - chosen_conditional)
     chosen = chosen.at[i].set(log_probs[j])
     state = extend(state, chosen, i + 1, jax.random.fold_in(key, i))
+    jax.debug.callback(progress.device_tick, i + 1)
     return (state, available.at[j].set(False), picks.at[i].set(j), information,
             chosen_conditional, chosen)
 
@@ -382,11 +384,13 @@ class BatchBALD(base.Strategy):
     log_probs, selectable, greedy_key = sharding.on_one_device(
         (outputs["mc_log_probs"], base.selectable_rows(self.mesh, rows, is_labeled), key))
     count = self.options["batchbald_candidates"]
-    picks, information = batchbald_greedy(
-        log_probs, selectable, greedy_key, k=query_size,
-        configurations=self.options["batchbald_configurations"],
-        candidates=min(max(count, query_size), rows) if count else 0)
-    note = saturation_note(sharding.to_host(information), self.options["mc_samples"])
+    with progress.Progress(query_size, "BatchBALD", "picks") as bar, \
+        progress.counted_on_device(bar):
+      picks, information = sharding.to_host(batchbald_greedy(
+          log_probs, selectable, greedy_key, k=query_size,
+          configurations=self.options["batchbald_configurations"],
+          candidates=min(max(count, query_size), rows) if count else 0))
+    note = saturation_note(information, self.options["mc_samples"])
     if note:
       self.note(note)
-    return sharding.to_host(picks)
+    return picks

@@ -32,6 +32,7 @@ import numpy as np
 from waal_jax import data as data_lib
 from waal_jax import fields
 from waal_jax import objectives
+from waal_jax import progress
 from waal_jax import sharding
 from waal_jax.strategies import base
 
@@ -177,29 +178,32 @@ class DeepFool(base.Strategy):
              put(np.zeros(b, np.int32)),                                 # label
              put(np.zeros(b, np.int32)))                                 # steps taken
     next_item = 0
-    while True:
-      free = np.flatnonzero(~live)
-      take = min(len(free), len(todo) - next_item)
-      slots[free[:take]] = todo[next_item:next_item + take]
-      live[free[:take]] = True
-      fresh[:] = False
-      fresh[free[:take]] = True
-      next_item += take
-      if not live.any():
-        break
-      if next_item == len(todo) and live.sum() <= b // 8 and b // 8 >= smallest:
-        # The queue is empty and few examples remain (the slow ones): carry them on in
-        # fewer slots rather than stepping mostly idle ones.
-        keep = np.flatnonzero(live)
-        b //= 8
-        index = np.zeros(b, np.int32)
-        index[:len(keep)] = keep
-        state = tuple(put(sharding.to_host(a)[index]) for a in state)
-        slots, fresh = slots[index], fresh[index]
-        live = np.arange(b) < len(keep)
-      *state, done, distance = self._step(variables, pool.blocks, slots, fresh, *state)
-      done, distance = sharding.to_host((done, distance))
-      finished = live & done
-      distances[slots[finished]] = distance[finished]
-      live &= ~done
+    with progress.Progress(len(todo), "DeepFool", "examples") as bar:
+      while True:
+        free = np.flatnonzero(~live)
+        take = min(len(free), len(todo) - next_item)
+        slots[free[:take]] = todo[next_item:next_item + take]
+        live[free[:take]] = True
+        fresh[:] = False
+        fresh[free[:take]] = True
+        next_item += take
+        if not live.any():
+          break
+        if next_item == len(todo) and live.sum() <= b // 8 and b // 8 >= smallest:
+          # The queue is empty and few examples remain (the slow ones): carry them on in
+          # fewer slots rather than stepping mostly idle ones.
+          keep = np.flatnonzero(live)
+          b //= 8
+          index = np.zeros(b, np.int32)
+          index[:len(keep)] = keep
+          state = tuple(put(sharding.to_host(a)[index]) for a in state)
+          slots, fresh = slots[index], fresh[index]
+          live = np.arange(b) < len(keep)
+        *state, done, distance = self._step(variables, pool.blocks, slots, fresh, *state)
+        done, distance = sharding.to_host((done, distance))
+        finished = live & done
+        distances[slots[finished]] = distance[finished]
+        live &= ~done
+        if bar.due():   # (the step's results are on the host already)
+          bar.update(next_item - int(live.sum()))
     return np.argsort(distances, kind="stable")[:query_size]

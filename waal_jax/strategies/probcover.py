@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from waal_jax import fields
+from waal_jax import progress
 from waal_jax import sharding
 from waal_jax.strategies import base
 from waal_jax.strategies import clustering
@@ -174,6 +175,7 @@ def greedy_cover(points, targets, target_count, counts, selectable, radius_sq, k
       covered = jnp.where(wins, covered | member[:, position], covered)
       picks = jnp.where(wins, picks.at[n].set(chosen), picks)
       alive = alive & ~(wins & (slot == position))
+      jax.debug.callback(progress.device_tick, n + wins)
       return recount(covered, alive), covered, picks, n + wins, alive, wins
 
     alive = top >= 0
@@ -217,11 +219,13 @@ def probcover_picks(mesh, points, is_labeled: np.ndarray, selectable: np.ndarray
   uncovered = np.flatnonzero(~covered)
   targets = clustering.gather_rows(mesh, points, uncovered, block=TARGET_BLOCK)
   length = points.shape[0]
-  picks = greedy_cover(points, targets, np.int32(len(uncovered)),
-                       np.pad(counts, (0, length - count)),
-                       np.pad(np.asarray(selectable, bool), (0, length - count)),
-                       np.float32(radius_sq), fill_key, count=count, k=query_size)
-  return np.asarray(sharding.to_host(picks))
+  with progress.Progress(query_size, "ProbCover", "picks") as bar, \
+      progress.counted_on_device(bar):
+    picks = greedy_cover(points, targets, np.int32(len(uncovered)),
+                         np.pad(counts, (0, length - count)),
+                         np.pad(np.asarray(selectable, bool), (0, length - count)),
+                         np.float32(radius_sq), fill_key, count=count, k=query_size)
+    return np.asarray(sharding.to_host(picks))
 
 
 @base.register

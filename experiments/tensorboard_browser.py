@@ -1,0 +1,96 @@
+"""Opens a running TensorBoard in headless Chromium and says which tags its page shows,
+with a screenshot of the page (filtered to some tags, if asked).
+
+Runs with a Python that has Selenium (the Label Studio virtualenv has it:
+`./install.sh --label-studio`) and Debian's chromium and chromedriver:
+
+    .venv-label-studio/bin/python experiments/tensorboard_browser.py \\
+        --url http://localhost:6006 --tags round/test_accuracy,epoch/loss \\
+        --runs waal/seed_0 --filter 'round/test|epoch/loss' --screenshot tensorboard.png
+
+Prints one JSON line: {"shown": [the tags of the page's cards], "runs": [the runs
+listed], "title"}. Exits 1 with one line when the page has no card for a tag of --tags,
+or does not list a run of --runs, within --timeout seconds.
+`experiments/tensorboard_screenshot.sh` makes the docs' screenshot with it.
+"""
+
+import argparse
+import json
+import sys
+import time
+
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+# The tags of the cards on the page (TensorBoard 2.21's Time Series dashboard: a
+# card-view per tag, titled by a tb-truncated-path; scalars and histograms alike). A
+# card draws its chart once scrolled into view.
+_CARDS = """
+return [...document.querySelectorAll('card-view tb-truncated-path.tag')].map(t => t.title);
+"""
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--url", required=True, help="the TensorBoard, e.g. http://localhost:6006")
+  parser.add_argument("--tags", required=True, help="comma-separated tags the page must show")
+  parser.add_argument("--runs", default="", help="comma-separated run names the page must "
+                      "list (e.g. waal/seed_0)")
+  parser.add_argument("--filter", default="", help="TensorBoard's tag filter (a regex) to "
+                      "type in, so that the screenshot shows those cards")
+  parser.add_argument("--screenshot", required=True, help="PNG written of the page")
+  parser.add_argument("--timeout", type=float, default=120.0)
+  parser.add_argument("--width", type=int, default=1600)
+  parser.add_argument("--height", type=int, default=1100)
+  parser.add_argument("--chromium", default="/usr/bin/chromium")
+  parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+  args = parser.parse_args()
+  wanted = [t for t in args.tags.split(",") if t]
+  options = webdriver.ChromeOptions()
+  options.binary_location = args.chromium
+  for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+               f"--window-size={args.width},{args.height}"):
+    options.add_argument(flag)
+  try:
+    driver = webdriver.Chrome(service=Service(args.chromedriver), options=options)
+  except WebDriverException as e:
+    print(f"tensorboard_browser.py: Chromium did not start: {e.msg}", file=sys.stderr)
+    return 1
+  try:
+    driver.get(f"{args.url}/#timeseries")
+    wait = WebDriverWait(driver, args.timeout, poll_frequency=1.0)
+    try:
+      shown = wait.until(lambda d: (lambda tags: tags if set(wanted) <= set(tags) else None)(
+          d.execute_script(_CARDS)))
+      for button in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close side pane']"):
+        button.click()               # the settings pane would cover the charts
+      if args.filter:
+        driver.find_element(By.CSS_SELECTOR, "input[placeholder='Filter tags (regex)']"
+                            ).send_keys(args.filter)
+      wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "scalar-card canvas"))
+    except TimeoutException:
+      driver.save_screenshot(args.screenshot)
+      print(f"tensorboard_browser.py: {args.url} did not show every tag of {args.tags} within "
+            f"{args.timeout:.0f} s (screenshot: {args.screenshot})", file=sys.stderr)
+      return 1
+    page = driver.find_element(By.TAG_NAME, "body").text
+    missing_runs = [r for r in args.runs.split(",") if r and r not in page]
+    if missing_runs:
+      driver.save_screenshot(args.screenshot)
+      print(f"tensorboard_browser.py: the page lists no run {', '.join(missing_runs)} "
+            f"(screenshot: {args.screenshot})", file=sys.stderr)
+      return 1
+    time.sleep(2)                  # the charts finish their transitions
+    driver.save_screenshot(args.screenshot)
+    print(json.dumps({"shown": sorted(shown), "runs": [r for r in args.runs.split(",") if r],
+                      "title": driver.title}))
+    return 0
+  finally:
+    driver.quit()
+
+
+if __name__ == "__main__":
+  sys.exit(main())
