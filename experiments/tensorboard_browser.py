@@ -16,6 +16,7 @@ or does not list a run of --runs, within --timeout seconds.
 
 import argparse
 import json
+import re
 import sys
 import time
 
@@ -23,13 +24,31 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 # The tags of the cards on the page (TensorBoard 2.21's Time Series dashboard: a
 # card-view per tag, titled by a tb-truncated-path; scalars and histograms alike). A
 # card draws its chart once scrolled into view.
 _CARDS = """
-return [...document.querySelectorAll('card-view tb-truncated-path.tag')].map(t => t.title);
+return [...document.querySelectorAll('card-view .heading tb-truncated-path[title]')]
+    .map(t => t.title);
+"""
+
+
+# The points as recorded, on axes that hold them all: the smoothing set (its number
+# field, as typing into it would) and "Ignore outliers in chart scaling" unticked.
+_SETTINGS = """
+const field = document.querySelector('.slider-row input[type=number]');
+if (field) {
+  field.value = String(arguments[0]);
+  field.dispatchEvent(new Event('input', {bubbles: true}));
+  field.dispatchEvent(new Event('change', {bubbles: true}));
+}
+for (const row of document.querySelectorAll('mat-checkbox')) {
+  const box = row.querySelector('input[type=checkbox]');
+  if (box && box.checked && /Ignore outliers/.test(row.textContent)) box.click();
+}
 """
 
 
@@ -42,6 +61,7 @@ def main() -> int:
   parser.add_argument("--filter", default="", help="TensorBoard's tag filter (a regex) to "
                       "type in, so that the screenshot shows those cards")
   parser.add_argument("--screenshot", required=True, help="PNG written of the page")
+  parser.add_argument("--smoothing", type=float, default=0.0, help="the charts' smoothing")
   parser.add_argument("--timeout", type=float, default=120.0)
   parser.add_argument("--width", type=int, default=1600)
   parser.add_argument("--height", type=int, default=1100)
@@ -60,21 +80,42 @@ def main() -> int:
     print(f"tensorboard_browser.py: Chromium did not start: {e.msg}", file=sys.stderr)
     return 1
   try:
-    driver.get(f"{args.url}/#timeseries")
-    wait = WebDriverWait(driver, args.timeout, poll_frequency=1.0)
+    deadline = time.monotonic() + args.timeout
+    while True:                    # a TensorBoard just started takes seconds to listen
+      try:
+        driver.get(f"{args.url}/#timeseries")
+        break
+      except WebDriverException as e:
+        if time.monotonic() > deadline:
+          print(f"tensorboard_browser.py: {args.url} did not answer within "
+                f"{args.timeout:.0f} s ({e.msg.splitlines()[0]})", file=sys.stderr)
+          return 1
+        time.sleep(1)
+    wait = WebDriverWait(driver, args.timeout, poll_frequency=0.5)
+    shown = []
     try:
-      shown = wait.until(lambda d: (lambda tags: tags if set(wanted) <= set(tags) else None)(
-          d.execute_script(_CARDS)))
+      wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "card-view"))
+      # (TensorBoard smooths by 0.6 unless told.) The settings pane then closes: it
+      # would cover the charts.
+      driver.execute_script(_SETTINGS, args.smoothing)
       for button in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close side pane']"):
-        button.click()               # the settings pane would cover the charts
-      if args.filter:
-        driver.find_element(By.CSS_SELECTOR, "input[placeholder='Filter tags (regex)']"
-                            ).send_keys(args.filter)
+        button.click()
+      tag_filter = driver.find_element(By.CSS_SELECTOR, "input[placeholder='Filter tags (regex)']")
+      # The dashboard draws only the cards in view: each tag is filtered for in turn.
+      for tag in wanted:
+        tag_filter.send_keys(Keys.CONTROL, "a")
+        tag_filter.send_keys(f"^{re.escape(tag)}$")
+        wait.until(lambda d, tag=tag: tag in d.execute_script(_CARDS))
+        shown.append(tag)
+      tag_filter.send_keys(Keys.CONTROL, "a")
+      tag_filter.send_keys(args.filter or Keys.DELETE)
+      tag_filter.send_keys(Keys.ESCAPE)     # (the filter's suggestions would cover the charts)
       wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "scalar-card canvas"))
     except TimeoutException:
       driver.save_screenshot(args.screenshot)
-      print(f"tensorboard_browser.py: {args.url} did not show every tag of {args.tags} within "
-            f"{args.timeout:.0f} s (screenshot: {args.screenshot})", file=sys.stderr)
+      missing = [t for t in wanted if t not in shown]
+      print(f"tensorboard_browser.py: {args.url} showed no card for {', '.join(missing)} "
+            f"within {args.timeout:.0f} s (screenshot: {args.screenshot})", file=sys.stderr)
       return 1
     page = driver.find_element(By.TAG_NAME, "body").text
     missing_runs = [r for r in args.runs.split(",") if r and r not in page]
