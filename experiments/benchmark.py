@@ -8,6 +8,9 @@ Each figure is the median of --repeats timings after one warm-up (compilation) r
   train_step_torch  the same step in tight PyTorch (experiments/torch_reference.py),
                     when torch is installed, measured in the same run, and
   train_step_ratio  JAX / PyTorch;
+  train_step_loop   the same steps through the training loop (train_epoch, with its
+                    progress bar) and through the step function alone, interleaved:
+                    ms per step of each and the median ratio of pairs;
   train_step_processes  the same two steps timed in one single-threaded process per core,
                     all at once (how parallel seeds run on CPU): the time per step of
                     the whole machine (a process's time / processes) and the ratio;
@@ -97,6 +100,7 @@ def main(argv):
   from waal_jax import settings as settings_lib  # pylint: disable=g-import-not-at-top
   from waal_jax import sharding  # pylint: disable=g-import-not-at-top
   from waal_jax import strategies  # pylint: disable=g-import-not-at-top
+  from waal_jax import train as train_lib  # pylint: disable=g-import-not-at-top
   from waal_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 
   config = cli.CONFIG.value
@@ -160,6 +164,32 @@ def main(argv):
           "batch_size": trainer.settings.batch_size, "steps_per_timing": n,
           "ms_per_step": 1000 * step_seconds,
           "samples_ms": [round(1000 * s / n, 3) for s in samples]})
+
+  if "train_step" not in _SKIP.value:
+    # The loop around the step (train_epoch, with its progress bar) against the step
+    # function called alone, interleaved in this process: what the loop costs a step.
+    def bare_steps(count):
+      def run():
+        sums = sharding.replicate(trainer.mesh,
+                                  {k: np.float32(0) for k in train_lib.METRIC_NAMES})
+        weights = sharding.replicate(trainer.mesh, inputs.weights)
+        for i in range(count):
+          state[0], sums = trainer.step_fn(state[0], exp.device_data.pool_images,
+                                           exp.device_data.pool_labels, plan, np.int32(i),
+                                           weights, sums, keys[2])
+        jax.block_until_ready(sums)
+      return run
+
+    in_loop, bare = [], []
+    for _ in range(_REPEATS.value):
+      for times, run in ((in_loop, steps(n)), (bare, bare_steps(n))):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    emit({"what": "train_step_loop", "steps_per_timing": n,
+          "ms_per_step_in_loop": 1000 * statistics.median(in_loop) / n,
+          "ms_per_step_bare": 1000 * statistics.median(bare) / n,
+          "loop_over_bare": statistics.median(a / b for a, b in zip(in_loop, bare))})
 
   if "torch" not in _SKIP.value and "train_step" not in _SKIP.value:
     try:

@@ -21,6 +21,7 @@ dotted names.
 
 import json
 import math
+import sys
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -60,6 +61,27 @@ PER_CLASS_PREFIX = "per_class_accuracy/"
 HPARAM_METRICS = ("round/test_accuracy", "round/test_ece", "round/stop_set_kappa")
 
 
+def _summary_writer_class():
+  """tensorboardX's SummaryWriter: a small, well-kept writer of the event format that
+  needs no TensorFlow (whose import would add seconds to every run's start).
+  tensorboardX imports PyTorch too where it is installed, only to accept torch tensors,
+  which a run never passes; that import cost the README's quick command 1.1 s and
+  180 MiB (measured), so it is kept out: `import torch` fails while tensorboardX loads.
+  A torch that the caller has imported already is left as it is."""
+  keep_out = "torch" not in sys.modules
+  if keep_out:
+    sys.modules["torch"] = None       # (Python's way to make an import fail)
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise UserError(f"tensorboard=true needs the tensorboardX package ({e}): pip install "
+                    "tensorboardX, or set tensorboard=false") from None
+  finally:
+    if keep_out:
+      del sys.modules["torch"]
+  return SummaryWriter
+
+
 def flat_config(config: dict, prefix: str = "") -> Dict[str, object]:
   """The config as {dotted name: value} with values TensorBoard's HParams tab takes
   (numbers, strings, booleans; a list or tuple as its JSON text)."""
@@ -86,14 +108,7 @@ class TensorBoardWriter:
   term's tag (none: the term is not drawn)."""
 
   def __init__(self, logdir: str, class_names: Sequence[str], adversarial: str):
-    # tensorboardX: a small, well-kept writer of the event format that needs no
-    # TensorFlow (importing TensorFlow would add seconds to every run's start).
-    try:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    except ImportError as e:
-      raise UserError(f"tensorboard=true needs the tensorboardX package ({e}): pip install "
-                      "tensorboardX, or set tensorboard=false") from None
-    self._writer = SummaryWriter(logdir=logdir, flush_secs=10)
+    self._writer = _summary_writer_class()(logdir=logdir, flush_secs=10)
     self.class_names = list(class_names)
     self.adversarial_tag = ADVERSARIAL_TAGS.get(adversarial)
     self._epochs_written = 0     # the run's epochs whose scalars are written
