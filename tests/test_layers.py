@@ -10,8 +10,9 @@ from conftest import ROOT
 LAYERS = {
     0: {"errors", "fields", "sharding", "banded", "xla_tuning", "objectives", "data",
         "user_data", "models", "strategies", "settings", "train", "learner",
-        "label_studio", "metrics"},                                         # the core
-    1: {"loop", "checkpoints", "oracle", "interrupts", "provenance"},   # one run, one workdir
+        "label_studio", "metrics", "progress"},                             # the core
+    1: {"loop", "checkpoints", "oracle", "interrupts", "provenance",
+        "tensorboard_writer"},                                          # one run, one workdir
     2: {"seeds", "seed_pool"},                                          # several runs
 }
 LAYER_NAMES = {0: "core", 1: "run harness", 2: "orchestration"}
