@@ -1,5 +1,5 @@
 """Progress of long work: plain lines off a terminal, a bar on one, counts from inside
-jitted loops; and the lines a run's evaluation and BatchBALD query give."""
+jitted loops. (The lines a run's evaluation and slow queries give: test_rounds.)"""
 
 import io
 
@@ -58,21 +58,3 @@ def test_a_jitted_loop_reports_its_count_while_it_runs(monkeypatch):
     assert int(count_to(5)) == 10
   assert [line.split(" (")[0] for line in lines] == [f"  picks: {n}/5 picks" for n in range(1, 5)]
   assert int(count_to(5)) == 10       # no Progress: the callback does nothing
-
-
-def test_a_run_s_long_parts_say_how_far_they_are(synthetic_cache, tmp_path, monkeypatch):
-  from experiments.configs import fashion_mnist  # pylint: disable=g-import-not-at-top
-  from waal_jax import loop  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(progress, "PLAIN_LINE_SECONDS", 0.0)
-  config = fashion_mnist.get_config()
-  config.data.cache_dir = synthetic_cache
-  config.data.pool_size, config.data.val_size = 600, 200
-  config.al.initial_labeled, config.al.query_size, config.al.rounds = 60, 30, 1
-  config.al.stop_set_size, config.tensorboard = 0, False
-  config.train.epochs, config.train.batch_size, config.train.eval_batch_size = 1, 32, 100
-  config.query.strategy, config.query.batch_size, config.query.mc_samples = "batchbald", 128, 4
-  lines = []
-  loop.run(config, str(tmp_path), log=lines.append)
-  for what in ["evaluation", "scoring the pool", "BatchBALD"]:
-    counted = [line for line in lines if line.startswith(f"  {what}: ")]
-    assert counted, (what, lines)

@@ -6,6 +6,7 @@ Plumbing, on synthetic Fashion-MNIST-shaped images (conftest).
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -17,6 +18,7 @@ from experiments import report
 from experiments.configs import fashion_mnist
 from waal_jax import checkpoints
 from waal_jax import loop
+from waal_jax import progress
 from waal_jax import seeds
 from waal_jax import strategies
 from waal_jax import train
@@ -41,10 +43,20 @@ def cache_dir(tmp_path_factory):
   return write_synthetic_fashion_mnist(str(tmp_path_factory.mktemp("cache")))
 
 
+# The progress lines (waal_jax/progress.py) of a query's slow parts, beside those of
+# the test evaluation that every round has.
+PROGRESS_LINES = {"batchbald": ("scoring the pool", "BatchBALD"), "deepfool": ("DeepFool",),
+                  "probcover": ("ProbCover",), "bald": ("scoring the pool",)}
+
+
 @pytest.mark.parametrize("strategy", strategies.names())
-def test_one_round_of_each_strategy(strategy, cache_dir, tmp_path):
+def test_one_round_of_each_strategy(strategy, cache_dir, tmp_path, monkeypatch):
+  monkeypatch.setattr(progress, "PLAIN_LINE_SECONDS", 0.0)   # a line at every count
+  lines = []
   results = loop.run(_tiny_config(cache_dir, **{"query.strategy": strategy}), str(tmp_path),
-                     log=lambda _: None)
+                     log=lines.append)
+  for what in ("evaluation",) + PROGRESS_LINES.get(strategy, ()):
+    assert any(line.startswith(f"  {what}: ") for line in lines), (what, lines)
   rounds = results["rounds"]
   assert [r["num_labeled"] for r in rounds] == [60, 90]
   queried = rounds[0]["queried_indices"]
@@ -151,11 +163,13 @@ def test_a_round_killed_between_epochs_resumes_after_its_saved_epoch(cache_dir, 
   config = _tiny_config(cache_dir, **{"train.epochs": 4, "train.patience": 0})
   uninterrupted = loop.run(config, str(tmp_path / "uninterrupted"), lambda _: None,
                            progress_seconds=-1)
+  killed = tmp_path / "killed"
+  with pytest.raises(_Killed):
+    loop.run(config, str(killed), _killed_at("epoch 3/4", []), progress_seconds=0)
   for case in ("resumed", "older format", "damaged", "lacks history"):
     workdir = tmp_path / case.replace(" ", "_")
+    shutil.copytree(killed, workdir)      # (each case starts from the same kill)
     saved = workdir / "round_progress.msgpack"
-    with pytest.raises(_Killed):
-      loop.run(config, str(workdir), _killed_at("epoch 3/4", []), progress_seconds=0)
     assert saved.exists()
     if case == "damaged":
       saved.write_bytes(saved.read_bytes()[:100])
