@@ -2,6 +2,7 @@
 jitted loops. (The lines a run's evaluation and slow queries give: test_rounds.)"""
 
 import io
+import os
 
 import jax
 import jax.numpy as jnp
@@ -58,3 +59,20 @@ def test_a_jitted_loop_reports_its_count_while_it_runs(monkeypatch):
     assert int(count_to(5)) == 10
   assert [line.split(" (")[0] for line in lines] == [f"  picks: {n}/5 picks" for n in range(1, 5)]
   assert int(count_to(5)) == 10       # no Progress: the callback does nothing
+
+
+def test_a_terminal_of_no_width_gets_plain_lines(monkeypatch):
+  # A pseudo-terminal that was never sized (some CI runners) would show tqdm's bar as
+  # nothing at all.
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+
+    def fileno(self):
+      return 2
+
+  monkeypatch.setattr(progress.sys, "stderr", Terminal())
+  monkeypatch.setattr(progress.os, "get_terminal_size", lambda fd: os.terminal_size((0, 0)))
+  assert not progress.on_terminal()
+  monkeypatch.setattr(progress.os, "get_terminal_size", lambda fd: os.terminal_size((80, 24)))
+  assert progress.on_terminal()

@@ -20,6 +20,7 @@ stamps them with the time), else stderr.
 
 import contextlib
 import math
+import os
 import sys
 import time
 from typing import Callable, Iterator, Optional
@@ -31,7 +32,14 @@ _from_device: Optional["Progress"] = None
 
 
 def on_terminal() -> bool:
-  return sys.stderr.isatty()
+  """Whether stderr is a terminal a bar can be drawn on (one of no width, as a pseudo-
+  terminal that was never sized, gets the plain lines)."""
+  if not sys.stderr.isatty():
+    return False
+  try:
+    return os.get_terminal_size(sys.stderr.fileno()).columns > 0
+  except OSError:
+    return False
 
 
 @contextlib.contextmanager
