@@ -10,6 +10,7 @@ import os
 import pytest
 
 from conftest import write_synthetic_fashion_mnist
+from experiments import tensorboard_export
 from experiments.configs import fashion_mnist
 from waal_jax import loop
 from waal_jax import seeds
@@ -122,11 +123,13 @@ def test_a_two_round_run_draws_every_tag_and_its_results_draw_the_same(cache_dir
   assert_every_tag_drawn(workdir, adversarial=False)
   # A committed run drawn again from its results.json: the same scalars.
   again = str(tmp_path / "again")
-  tensorboard_writer.write_results(results, again, adversarial="none")
+  assert tensorboard_export.export([workdir], again, log=lambda _: None) == 1
   live, drawn = _read_events(workdir), _read_events(again)
   assert set(drawn.Tags()["scalars"]) == set(live.Tags()["scalars"])
   for tag in live.Tags()["scalars"]:
     assert _scalars(drawn, tag) == _scalars(live, tag), tag
+  with pytest.raises(ValueError, match="holds event files already"):
+    tensorboard_export.export([workdir], again, log=lambda _: None)
 
 
 def test_no_event_files_with_tensorboard_off(cache_dir, tmp_path):
