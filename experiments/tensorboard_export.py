@@ -19,9 +19,13 @@ from absl import flags
 
 from experiments import cli
 
-_WORKDIRS = flags.DEFINE_list("workdirs", None, "Runs or trees of runs (results.json).",
-                              required=True)
-_OUT = flags.DEFINE_string("out", None, "Folder for the event files.", required=True)
+_FLAGS = {}  # Defined only when run as a program, so that tests can import this.
+
+
+def _define_flags():
+  _FLAGS["workdirs"] = flags.DEFINE_list("workdirs", None,
+                                         "Runs or trees of runs (results.json).")
+  _FLAGS["out"] = flags.DEFINE_string("out", None, "Folder for the event files.")
 
 
 def _adversarial(config: dict) -> str:
@@ -73,11 +77,12 @@ def export(workdirs, out: str, log=cli.log) -> int:
 def main(argv):
   del argv
   try:
-    count = export(_WORKDIRS.value, _OUT.value)
+    count = export(_FLAGS["workdirs"].value, _FLAGS["out"].value)
   except ValueError as e:
     cli.fail(str(e))
-  cli.log(f"{count} runs drawn: tensorboard --logdir={_OUT.value}")
+  cli.log(f"{count} runs drawn: tensorboard --logdir={_FLAGS['out'].value}")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.make_flags_parser("out", config=False))
+  _define_flags()
+  app.run(main, flags_parser=cli.make_flags_parser("workdirs", "out", config=False))
