@@ -18,12 +18,12 @@ import os
 import sys
 import time
 
-from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
-from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
+
+import headless_chromium  # (this folder: the script runs as a file)
 
 # The image the labeling interface shows, once loaded (a data: URL of the task), and the
 # labels of its choices (radio buttons: single-radio in waal_jax's interface), once
@@ -50,22 +50,14 @@ def main() -> int:
   parser.add_argument("--task", type=int, required=True)
   parser.add_argument("--screenshot", required=True, help="PNG written of the page")
   parser.add_argument("--timeout", type=float, default=120.0)
-  parser.add_argument("--chromium", default="/usr/bin/chromium")
-  parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+  headless_chromium.add_arguments(parser)
   args = parser.parse_args()
   password = os.environ.get("LABEL_STUDIO_PASSWORD", "")
   if not password:
     print("label_studio_browser.py: set LABEL_STUDIO_PASSWORD", file=sys.stderr)
     return 1
-  options = webdriver.ChromeOptions()
-  options.binary_location = args.chromium
-  for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-               "--window-size=1280,900"):
-    options.add_argument(flag)
-  try:
-    driver = webdriver.Chrome(service=Service(args.chromedriver), options=options)
-  except WebDriverException as e:
-    print(f"label_studio_browser.py: Chromium did not start: {e.msg}", file=sys.stderr)
+  driver = headless_chromium.start(args, "label_studio_browser.py")
+  if driver is None:
     return 1
   try:
     wait = WebDriverWait(driver, args.timeout)

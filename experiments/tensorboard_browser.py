@@ -20,12 +20,12 @@ import re
 import sys
 import time
 
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
+
+import headless_chromium  # (this folder: the script runs as a file)
 
 # The tags of the cards on the page (TensorBoard 2.21's Time Series dashboard: a
 # card-view per tag, titled by a tb-truncated-path; scalars and histograms alike). A
@@ -63,21 +63,11 @@ def main() -> int:
   parser.add_argument("--screenshot", required=True, help="PNG written of the page")
   parser.add_argument("--smoothing", type=float, default=0.0, help="the charts' smoothing")
   parser.add_argument("--timeout", type=float, default=120.0)
-  parser.add_argument("--width", type=int, default=1600)
-  parser.add_argument("--height", type=int, default=1100)
-  parser.add_argument("--chromium", default="/usr/bin/chromium")
-  parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+  headless_chromium.add_arguments(parser, 1600, 1100)
   args = parser.parse_args()
   wanted = [t for t in args.tags.split(",") if t]
-  options = webdriver.ChromeOptions()
-  options.binary_location = args.chromium
-  for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-               f"--window-size={args.width},{args.height}"):
-    options.add_argument(flag)
-  try:
-    driver = webdriver.Chrome(service=Service(args.chromedriver), options=options)
-  except WebDriverException as e:
-    print(f"tensorboard_browser.py: Chromium did not start: {e.msg}", file=sys.stderr)
+  driver = headless_chromium.start(args, "tensorboard_browser.py")
+  if driver is None:
     return 1
   try:
     deadline = time.monotonic() + args.timeout

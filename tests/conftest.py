@@ -157,6 +157,24 @@ def write_synthetic_fashion_mnist(cache_dir: str, train: int = 1200, test: int =
   return cache_dir
 
 
+def tiny_loop_config(cache_dir: str, **overrides):
+  """A Fashion-MNIST config of seconds a round for loop.run on the synthetic images of
+  `cache_dir` (write_synthetic_fashion_mnist): a 600-example pool, 60 labels + 30 a
+  round, one round of queries, one epoch; overrides as {"group.field": value}."""
+  from experiments.configs import fashion_mnist  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist.get_config()
+  config.data.cache_dir = cache_dir
+  config.data.pool_size, config.data.val_size = 600, 200
+  config.al.initial_labeled, config.al.query_size, config.al.rounds = 60, 30, 1
+  config.train.epochs, config.train.batch_size, config.train.eval_batch_size = 1, 32, 100
+  config.query.batch_size, config.query.kmedian_iterations = 128, 3
+  config.query.deepfool_iterations = 5
+  for field, value in overrides.items():
+    group, name = field.split(".")
+    config[group][name] = value
+  return config
+
+
 @pytest.fixture(scope="module")
 def synthetic_cache(tmp_path_factory):
   """A data.cache_dir holding synthetic Fashion-MNIST (see write_synthetic_fashion_mnist)."""

@@ -13,29 +13,14 @@ import numpy as np
 import pytest
 from flax import serialization
 
-from conftest import TINY, run_in_process, write_synthetic_fashion_mnist
+from conftest import TINY, run_in_process, tiny_loop_config, write_synthetic_fashion_mnist
 from experiments import report
-from experiments.configs import fashion_mnist
 from waal_jax import checkpoints
 from waal_jax import loop
 from waal_jax import progress
 from waal_jax import seeds
 from waal_jax import strategies
 from waal_jax import train
-
-
-def _tiny_config(cache_dir, **overrides):
-  config = fashion_mnist.get_config()
-  config.data.cache_dir = cache_dir
-  config.data.pool_size, config.data.val_size = 600, 200
-  config.al.initial_labeled, config.al.query_size, config.al.rounds = 60, 30, 1
-  config.train.epochs, config.train.batch_size, config.train.eval_batch_size = 1, 32, 100
-  config.query.batch_size, config.query.kmedian_iterations = 128, 3
-  config.query.deepfool_iterations = 5
-  for field, value in overrides.items():
-    group, name = field.split(".")
-    config[group][name] = value
-  return config
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +38,7 @@ PROGRESS_LINES = {"batchbald": ("scoring the pool", "BatchBALD"), "deepfool": ("
 def test_one_round_of_each_strategy(strategy, cache_dir, tmp_path, monkeypatch):
   monkeypatch.setattr(progress, "PLAIN_LINE_SECONDS", 0.0)   # a line at every count
   lines = []
-  results = loop.run(_tiny_config(cache_dir, **{"query.strategy": strategy}), str(tmp_path),
+  results = loop.run(tiny_loop_config(cache_dir, **{"query.strategy": strategy}), str(tmp_path),
                      log=lines.append)
   for what in ("evaluation",) + PROGRESS_LINES.get(strategy, ()):
     assert any(line.startswith(f"  {what}: ") for line in lines), (what, lines)
@@ -72,7 +57,7 @@ def test_one_round_of_each_strategy(strategy, cache_dir, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("strategy", ["margin", "waal"])
 def test_h_divergence_ablation(strategy, cache_dir, tmp_path):
-  config = _tiny_config(cache_dir, **{"query.strategy": strategy,
+  config = tiny_loop_config(cache_dir, **{"query.strategy": strategy,
                                       "train.adversarial": "h_divergence"})
   results = loop.run(config, str(tmp_path), log=lambda _: None)
   epoch = results["rounds"][0]["epoch_metrics"][0]
@@ -99,7 +84,7 @@ def test_seeds_of_one_experiment_compile_once(cache_dir, tmp_path):
   try:
     shared, per_seed = {}, []
     for seed in (5, 6):
-      config = _tiny_config(cache_dir, **{"query.strategy": "kmedian"})
+      config = tiny_loop_config(cache_dir, **{"query.strategy": "kmedian"})
       config.seed = seed
       del lowered[:]
       results = loop.run(config, str(tmp_path / f"seed_{seed}"), lambda _: None, shared)
@@ -120,7 +105,7 @@ def test_a_strategy_s_notes_reach_the_log_and_results_json(cache_dir, tmp_path, 
 
   monkeypatch.setattr(random_sampling, "select", select_with_a_note)
   lines = []
-  results = loop.run(_tiny_config(cache_dir, **{"query.strategy": "random"}), str(tmp_path),
+  results = loop.run(tiny_loop_config(cache_dir, **{"query.strategy": "random"}), str(tmp_path),
                      log=lines.append)
   assert results["rounds"][0]["query_notes"] == ["the batch saturated at pick 3"]
   assert "query_notes" not in results["rounds"][1]      # the last round does not query
@@ -160,7 +145,7 @@ def test_a_round_killed_between_epochs_resumes_after_its_saved_epoch(cache_dir, 
   "running", "stopped_variables") resumes the same way. With the saved file truncated,
   or lacking a field every format has, the rerun says so in one line and trains the
   round from its first epoch, to the same records."""
-  config = _tiny_config(cache_dir, **{"train.epochs": 4, "train.patience": 0})
+  config = tiny_loop_config(cache_dir, **{"train.epochs": 4, "train.patience": 0})
   uninterrupted = loop.run(config, str(tmp_path / "uninterrupted"), lambda _: None,
                            progress_seconds=-1)
   killed = tmp_path / "killed"
@@ -240,7 +225,7 @@ def test_a_vmapped_batch_killed_between_epochs_resumes_after_its_saved_epoch(cac
   uninterrupted batch did."""
   configs = []
   for seed in (5, 6):
-    config = _tiny_config(cache_dir, **{"train.epochs": 4, "train.patience": 1})
+    config = tiny_loop_config(cache_dir, **{"train.epochs": 4, "train.patience": 1})
     config.seed = seed
     configs.append(config)
 
@@ -274,7 +259,7 @@ def test_epochs_added_per_round_train_each_round_longer_alone_and_vmapped(cache_
   the report's protocol says so."""
   configs = []
   for seed in (5, 6):
-    config = _tiny_config(cache_dir, **{"train.epochs": 1, "train.epochs_added_per_round": 2,
+    config = tiny_loop_config(cache_dir, **{"train.epochs": 1, "train.epochs_added_per_round": 2,
                                         "train.patience": 0})
     config.seed = seed
     configs.append(config)

@@ -9,9 +9,8 @@ import os
 
 import pytest
 
-from conftest import write_synthetic_fashion_mnist
+from conftest import tiny_loop_config, write_synthetic_fashion_mnist
 from experiments import tensorboard_export
-from experiments.configs import fashion_mnist
 from waal_jax import loop
 from waal_jax import seeds
 from waal_jax import tensorboard_writer
@@ -21,17 +20,9 @@ CLASS_TAGS = [str(c) for c in range(10)]
 
 
 def _tiny_config(cache_dir, **overrides):
-  config = fashion_mnist.get_config()
-  config.data.cache_dir = cache_dir
-  config.data.pool_size, config.data.val_size = 600, 200
-  config.al.initial_labeled, config.al.query_size, config.al.rounds = 60, 30, 1
-  config.al.stop_set_size = 100
-  config.train.epochs, config.train.batch_size, config.train.eval_batch_size = 2, 32, 100
-  config.query.batch_size = 128
-  for field, value in overrides.items():
-    group, name = field.split(".")
-    config[group][name] = value
-  return config
+  """Two epochs a round (so that each round draws an epoch curve) and a small stop set."""
+  return tiny_loop_config(cache_dir, **{"train.epochs": 2, "al.stop_set_size": 100,
+                                        **overrides})
 
 
 @pytest.fixture(scope="module")
