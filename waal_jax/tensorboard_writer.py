@@ -53,8 +53,6 @@ EPOCH_SCALARS = {
 }
 ADVERSARIAL_TAGS = {"wasserstein": "epoch/wasserstein_estimate",
                     "h_divergence": "epoch/h_divergence_term"}
-# Only the Wasserstein critic has a gradient penalty to draw.
-PENALISED_TAG = ADVERSARIAL_TAGS["wasserstein"]
 QUERIED_CLASSES_TAG = "queried_classes"
 PER_CLASS_PREFIX = "per_class_accuracy/"
 # The HParams tab's metrics: a run's last value of each.
@@ -126,7 +124,9 @@ class TensorBoardWriter:
         self._writer.add_scalar(tag, record[name], step)
     if self.adversarial_tag and _finite(record.get("adversarial")):
       self._writer.add_scalar(self.adversarial_tag, record["adversarial"], step)
-    if self.adversarial_tag == PENALISED_TAG and _finite(record.get("gradient_penalty")):
+    # Only the Wasserstein critic has a gradient penalty to draw.
+    if self.adversarial_tag == ADVERSARIAL_TAGS["wasserstein"] and _finite(
+        record.get("gradient_penalty")):
       self._writer.add_scalar("epoch/gradient_penalty", record["gradient_penalty"], step)
     self._epochs_written = max(self._epochs_written, step)
 
@@ -163,9 +163,6 @@ class TensorBoardWriter:
         num=float(counts.sum()), sum=float(classes @ counts),
         sum_squares=float((classes ** 2) @ counts), bucket_limits=(classes + 0.5).tolist(),
         bucket_counts=counts.tolist(), global_step=step)
-
-  def flush(self) -> None:
-    self._writer.flush()
 
   def close(self) -> None:
     self._writer.close()
