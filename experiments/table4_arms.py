@@ -32,6 +32,8 @@ NEWER_ARMS = {name: ("paper", {"query.strategy": name})
               for name in ("badge", "batchbald", "typiclust", "probcover")}
 # The committed BatchBALD runs scored the whole pool at every pick (the default then).
 NEWER_ARMS["batchbald"][1]["query.batchbald_candidates"] = 0
+# ... and the committed TypiClust runs clustered by full k-means passes.
+NEWER_ARMS["typiclust"][1]["query.typiclust_kmeans"] = "lloyd"
 # DeepFool as DeepAL ran it until its 2022 fix (towards the last class other than the
 # prediction, no overshoot), which the paper's DeepFool most likely was; on request.
 CHECK_ARMS = {"deepfool_last_class": ("paper", {"query.strategy": "deepfool",

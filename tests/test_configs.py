@@ -98,7 +98,8 @@ def test_lenet_on_color_images_is_refused():
 
 def test_a_field_missing_from_an_older_run_takes_its_default(tmp_path):
   """A config.json recorded before a field existed belongs to today's config when the
-  field is at its schema default, and to no other value of it."""
+  field is at its schema default, and to no other value of it (the refusal names the
+  default as the value that run had)."""
   from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
   config = fashion_mnist.get_config().to_dict()
   older = json.loads(json.dumps(config))
@@ -106,7 +107,7 @@ def test_a_field_missing_from_an_older_run_takes_its_default(tmp_path):
   (tmp_path / checkpoints.OWNER_FILE).write_text(json.dumps(older))
   assert checkpoints.check_workdir(str(tmp_path), config)
   config["train"]["epochs_added_per_round"] = 5
-  with pytest.raises(UserError, match=r"train.epochs_added_per_round: None there, 5 now"):
+  with pytest.raises(UserError, match=r"train.epochs_added_per_round: 0 there, 5 now"):
     checkpoints.check_workdir(str(tmp_path), config)
 
 
@@ -147,11 +148,28 @@ def test_only_the_run_s_own_strategy_options_decide_whose_run_it_is(tmp_path):
     checkpoints.check_workdir(str(tmp_path), config)
 
 
+def test_a_typiclust_run_recorded_before_its_clustering_option_clustered_by_lloyd(tmp_path):
+  """query.typiclust_kmeans came with the default auto (mini-batch k-means above 50
+  clusters); a TypiClust run recorded without it clustered by full passes, so it belongs
+  to lloyd, not to today's default. Other fields added later still take their default."""
+  from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  config = fashion_mnist.get_config().to_dict()
+  config["query"]["strategy"] = "typiclust"
+  assert config["query"]["typiclust_kmeans"] == "auto"
+  older = json.loads(json.dumps(config))
+  del older["query"]["typiclust_kmeans"], older["query"]["typiclust_neighbors"]
+  (tmp_path / checkpoints.OWNER_FILE).write_text(json.dumps(older))
+  with pytest.raises(UserError, match=r"query.typiclust_kmeans: 'lloyd' there, 'auto' now"):
+    checkpoints.check_workdir(str(tmp_path), config)
+  config["query"]["typiclust_kmeans"] = "lloyd"
+  assert checkpoints.check_workdir(str(tmp_path), config)
+
+
 def test_the_committed_campaign_resumes_under_today_s_config():
   """Each arm's committed seed 0 of results/fashion_mnist_full belongs to the config
-  experiments/table4_arms.py builds now: a field added without its ADDED_FIELDS entry
-  would stop the whole campaign at its next start, and so would a changed default
-  (query.batchbald_candidates: the BatchBALD arm keeps the committed runs' 0)."""
+  experiments/table4_arms.py builds now: a changed default would stop the whole campaign
+  at its next start (query.batchbald_candidates: the BatchBALD arm keeps the committed
+  runs' 0; query.typiclust_kmeans: the TypiClust arm keeps lloyd)."""
   from experiments import table4_arms  # pylint: disable=g-import-not-at-top
   from waal_jax import checkpoints  # pylint: disable=g-import-not-at-top
   root = os.path.join(ROOT, "results", "fashion_mnist_full")

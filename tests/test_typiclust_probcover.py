@@ -53,6 +53,64 @@ def test_kmeans_finds_separated_blobs(mesh):
                                atol=1e-4)
 
 
+def test_minibatch_kmeans_finds_separated_blobs_in_small_batches(mesh):
+  rng = np.random.default_rng(0)
+  points, blob = _blobs(rng, (300, 420, 222))       # 942 real rows, padded to 1,024
+  assign, centers = clustering.minibatch_kmeans(mesh, _rows(mesh, points), len(points),
+                                                jax.random.key(0), k=3, batch=64)
+  assert assign.shape == (942,)
+  assert sorted(set(assign.tolist())) == [0, 1, 2]
+  for b in range(3):                                # one cluster per blob
+    assert len(set(assign[blob == b].tolist())) == 1
+    # The running mean of the blob's drawn points: near the blob's mean.
+    np.testing.assert_allclose(centers[assign[blob == b][0]], points[blob == b].mean(0),
+                               atol=0.1)
+  again = clustering.minibatch_kmeans(mesh, _rows(mesh, points), len(points),
+                                      jax.random.key(0), k=3, batch=64)
+  np.testing.assert_array_equal(again[1], centers)  # the same given the key
+
+
+def test_a_minibatch_moves_each_center_to_the_running_mean_of_its_points():
+  centers = np.array([[0.0, 0.0], [10.0, 10.0], [5.0, 5.0]])
+  seen = np.array([1.0, 0.0, 4.0])
+  rows = np.array([[2.0, 4.0], [4.0, 2.0], [11.0, 13.0]])
+  clustering.minibatch_update(centers, seen, rows, np.array([0, 0, 1]))
+  # (0 x 1 + 2 + 4) / 3 = 2 in both columns; the unseen center jumps to its one point;
+  # the center given no point this batch stays.
+  np.testing.assert_allclose(centers, [[2.0, 2.0], [11.0, 13.0], [5.0, 5.0]])
+  np.testing.assert_array_equal(seen, [3.0, 1.0, 4.0])
+
+
+def test_starved_centers_move_to_the_batch_and_get_the_smallest_other_count():
+  centers = np.zeros((4, 1))
+  seen = np.array([300.0, 2.0, 50.0, 3.5])           # below 0.01 x 300 = 3: center 1 only
+  rows = np.array([[7.0], [8.0], [9.0], [10.0]])
+  clustering.move_starved(centers, seen, rows, np.array([2, 0, 1, 3]))
+  np.testing.assert_array_equal(centers[:, 0], [0.0, 9.0, 0.0, 0.0])
+  np.testing.assert_array_equal(seen, [300.0, 3.5, 50.0, 3.5])
+  # At most half the batch moves: the two least chosen of three starved centers.
+  centers, seen = np.zeros((4, 1)), np.array([1000.0, 2.0, 1.0, 3.0])
+  clustering.move_starved(centers, seen, rows, np.array([3, 2, 1, 0]))
+  np.testing.assert_array_equal(centers[:, 0], [0.0, 10.0, 9.0, 0.0])   # rows 3, 2
+  np.testing.assert_array_equal(seen, [1000.0, 3.0, 3.0, 3.0])
+
+
+def test_the_plateau_stops_after_patience_batches_without_a_new_smoothed_minimum():
+  plateau = clustering.Plateau(smoothing=0.5, patience=2)
+  # Smoothed: 4, 3 (new best), 3.5, 3.25: two batches above 3.
+  assert [plateau.stalled(c) for c in (4.0, 2.0, 4.0, 3.0)] == [False, False, False, True]
+  plateau = clustering.Plateau(smoothing=0.5, patience=2)
+  # 4, 3, 3.5, then 2.75: a new best resets the count.
+  assert [plateau.stalled(c) for c in (4.0, 2.0, 4.0, 2.0, 5.0)] == [False] * 5
+
+
+def test_typiclust_clusters_as_its_authors_code_does():
+  assert not typiclust.uses_minibatch("auto", 50)
+  assert typiclust.uses_minibatch("auto", 51)
+  assert not typiclust.uses_minibatch("lloyd", 500)
+  assert typiclust.uses_minibatch("minibatch", 3)
+
+
 def test_kmeans_plus_plus_draws_distinct_real_points(mesh):
   points = np.random.default_rng(1).normal(size=(20, 4))
   start = clustering.kmeans_plus_plus(_rows(mesh, points), jax.random.key(3), count=20, k=20)

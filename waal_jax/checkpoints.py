@@ -43,6 +43,9 @@ from waal_jax.errors import UserError
 NOT_PART_OF_THE_RUN = ("data.data_dir", "data.manual_dir", "data.cache_dir", "data.download",
                        "model.conv", "parallel_seeds", "parallel_seeds_mode", "al.wait",
                        "al.poll_seconds", "al.reimport", "tensorboard")
+# Fields added with a default that does not do what runs recorded before them did: the
+# value that does. (Every other added field's default does what the older runs did.)
+EARLIER_BEHAVIOUR = {"query.typiclust_kmeans": "lloyd"}
 OWNER_FILE = "config.json"
 LOCK_FILE = "run.lock"
 PROGRESS_FILE = "round_progress.msgpack"
@@ -87,13 +90,14 @@ def check_workdir(workdir: str, config_dict: dict) -> bool:
   for field in sorted(set(old) | set(new)):
     if field in NOT_PART_OF_THE_RUN or field in unread:
       continue
-    # A field added after the run was recorded: its default does what that run did.
-    if field not in old and field in defaults and new.get(field) == defaults[field]:
-      continue
-    if old.get(field) != new.get(field):
+    was = old.get(field)
+    if field not in old and field in defaults:
+      # Added after the run was recorded: the run did what this value does.
+      was = EARLIER_BEHAVIOUR.get(field, defaults[field])
+    if was != new.get(field):
       raise UserError(
           f"--workdir {workdir} holds a run of another config ({field}: "
-          f"{old.get(field)!r} there, {new.get(field)!r} now); use another --workdir "
+          f"{was!r} there, {new.get(field)!r} now); use another --workdir "
           "or delete that one")
   return True
 

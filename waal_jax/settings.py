@@ -5,7 +5,8 @@ strategy's own options live beside its code (`Strategy.config_fields`). From thi
 schema come the command line's config (`default_config`, which experiments/configs
 starts from), the list of fields with their help (`schema`), the checked, typed
 settings of a config (`resolve`), and the value a field missing from an older run's
-config takes (its default: a new field's default must do what older runs did). The
+config takes (its default: a new field's default must do what older runs did, or
+checkpoints.EARLIER_BEHAVIOUR names the value that does). The
 library reads a config object (an ml_collections.ConfigDict or anything with the same
 attributes); it never reads flags.
 """

@@ -13,7 +13,8 @@ Every device holds all points (N x D is small); the tiles are dealt round-robin 
 devices and the per-device results are combined by exact reductions (minimum, integer
 sum, the k smallest), and each tile is computed the same way whatever device computes
 it, so results are the same on any number of devices. K-means assigns on the devices
-in the same way and averages on the host (in float64), for the same reason.
+in the same way and averages on the host (in float64), for the same reason; so does
+mini-batch k-means, which TypiClust's authors ran for more than 50 clusters.
 """
 
 import functools
@@ -262,28 +263,33 @@ def _nearest_centers(mesh, block, points, centers, schedule, counts):
   def local(points, centers, schedule, counts):
     center_sq = jnp.sum(centers * centers, axis=-1)
 
-    def one_block(t, assign):
+    def one_block(t, carry):
+      assign, score = carry
       i = schedule[0, t] * block
       rows = _slice(points, i, block)
       # |x|^2 is the same for every center: the nearest minimises |c|^2 - 2 x.c.
-      nearest = jnp.argmin(center_sq[None, :] - 2.0 * dot(rows, centers), axis=-1)
-      return _update(assign, nearest.astype(jnp.int32), i)
+      scores = center_sq[None, :] - 2.0 * dot(rows, centers)
+      return (_update(assign, jnp.argmin(scores, axis=-1).astype(jnp.int32), i),
+              _update(score, jnp.min(scores, axis=-1), i))
 
-    assign = jnp.zeros(points.shape[0], jnp.int32)
-    assign = jax.lax.pcast(assign, (sharding.DATA_AXIS,), to="varying")
-    return jax.lax.fori_loop(0, counts[0], one_block, assign)[None]
+    carry = (jnp.zeros(points.shape[0], jnp.int32), jnp.zeros(points.shape[0], points.dtype))
+    carry = jax.lax.pcast(carry, (sharding.DATA_AXIS,), to="varying")
+    return jax.tree.map(lambda a: a[None], jax.lax.fori_loop(0, counts[0], one_block, carry))
 
   devices = P(sharding.DATA_AXIS)
   per_device = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), devices, devices),
                              out_specs=devices)(points, centers, schedule, counts)
-  return jnp.sum(per_device, axis=0)       # each row was written by one device only
+  # Each row was written by one device only.
+  return jax.tree.map(lambda a: jnp.sum(a, axis=0), per_device)
 
 
-def nearest_centers(mesh, points, centers, *, block: int = BLOCK):
-  """Per point (L, D), the index of the nearest center (L2; ties: the lower): (L,)."""
+def nearest_centers(mesh, points, centers, *, block: int = BLOCK, with_scores: bool = False):
+  """Per point (L, D), the index of the nearest center (L2; ties: the lower): (L,);
+  with_scores: also its |c|^2 - 2 x.c (its squared distance less |x|^2)."""
   schedule, counts = block_schedule(points.shape[0] // block, mesh.size)
-  return _nearest_centers(mesh, block, points, jnp.asarray(centers, points.dtype),
-                          schedule, counts)
+  assign, scores = _nearest_centers(mesh, block, points, jnp.asarray(centers, points.dtype),
+                                    schedule, counts)
+  return (assign, scores) if with_scores else assign
 
 
 def cluster_means(columns: np.ndarray, assign: np.ndarray, previous: np.ndarray):
@@ -320,3 +326,126 @@ def kmeans(mesh, points, count: int, key, *, k: int, iterations: int, block: int
     if converged:
       break
   return assign, np.asarray(centers, np.float32)
+
+
+# --- Mini-batch k-means ----------------------------------------------------------------
+
+# scikit-learn's MiniBatchKMeans defaults, with the batch TypiClust's authors gave it.
+MINIBATCH_SIZE = 5000
+MINIBATCH_EPOCHS = 100      # (max_iter) at most this many passes' worth of batches
+MINIBATCH_PATIENCE = 10     # (max_no_improvement) batches without a new best smoothed cost
+REASSIGN_RATIO = 0.01       # (reassignment_ratio) centers chosen less than this x the most
+BATCH_BLOCK = 1024          # a batch's rows per assignment tile (~20% faster than 256 here)
+
+
+@functools.partial(jax.jit, static_argnames=("count", "batch"))
+def _batch_draws(key, step, *, count: int, batch: int):
+  """One batch's randomness: `batch` point indices drawn uniformly with replacement, and
+  an order of the batch (where to move starved centers)."""
+  key = jax.random.fold_in(key, step)
+  draw_key, order_key = jax.random.split(key)
+  return (jax.random.randint(draw_key, (batch,), 0, count),
+          jax.random.permutation(order_key, batch))
+
+
+def minibatch_update(centers: np.ndarray, seen: np.ndarray, rows: np.ndarray,
+                     assign: np.ndarray) -> None:
+  """One batch's move, in place: each center to the running mean of every point ever
+  assigned to it, `seen` (k,) counting them; centers (k, D) float64."""
+  k = centers.shape[0]
+  sizes = np.bincount(assign, minlength=k)
+  sums = np.stack([np.bincount(assign, weights=column, minlength=k) for column in rows.T], 1)
+  chosen = sizes > 0
+  centers[chosen] = ((centers[chosen] * seen[chosen, None] + sums[chosen])
+                     / (seen[chosen] + sizes[chosen])[:, None])
+  seen += sizes
+
+
+def move_starved(centers: np.ndarray, seen: np.ndarray, rows: np.ndarray,
+                 order: np.ndarray) -> None:
+  """In place: the centers chosen less than REASSIGN_RATIO x the most chosen one's count
+  (at most len(rows) // 2 of the least chosen) move to the batch's rows in `order`, and
+  their counts rise to the smallest of the others, so they are not moved again at once."""
+  starved = seen < REASSIGN_RATIO * seen.max()
+  limit = len(rows) // 2
+  if starved.sum() > limit:
+    starved[np.argsort(seen, kind="stable")[limit:]] = False
+  if starved.any():
+    centers[starved] = rows[order[:starved.sum()]]
+    seen[starved] = seen[~starved].min()
+
+
+class Plateau:
+  """Mini-batch k-means' stop: the batches' costs smoothed (each new one weighs
+  `smoothing`); `stalled` says True once the smoothed cost has not reached a new
+  minimum for `patience` batches in a row."""
+
+  def __init__(self, smoothing: float, patience: int):
+    self.smoothing, self.patience = smoothing, patience
+    self.smoothed = self.best = None
+    self.stale = 0
+
+  def stalled(self, cost: float) -> bool:
+    self.smoothed = (cost if self.smoothed is None
+                     else self.smoothed * (1 - self.smoothing) + cost * self.smoothing)
+    if self.best is None or self.smoothed < self.best:
+      self.best, self.stale = self.smoothed, 0
+    else:
+      self.stale += 1
+    return self.stale >= self.patience
+
+
+def minibatch_kmeans(mesh, points, count: int, key, *, k: int, batch: int = MINIBATCH_SIZE,
+                     epochs: int = MINIBATCH_EPOCHS, patience: int = MINIBATCH_PATIENCE,
+                     block: int = BLOCK):
+  """Mini-batch k-means (Sculley, 2010) of the first `count` of points (L, D), as
+  scikit-learn's MiniBatchKMeans runs it:
+  - the start: k-means++ on a uniform sample of 3 x batch points (at least 3k);
+  - each batch: `batch` points drawn uniformly with replacement, each assigned to its
+    nearest center (`minibatch_update`);
+  - starved centers (`move_starved`): whenever some center was never chosen, or 10k
+    points were drawn since the last time;
+  - the end: after epochs x count / batch batches, or once the batches' mean squared
+    distance to the nearest center (taken before the update), smoothed over about half
+    a pass (weight 2 x batch / (count + 1)), has not reached a new minimum for
+    `patience` batches (`Plateau`; the first batch, whose cost is the start's, not
+    counted).
+
+  Its cost is the batches' (independent of count once the sample stops growing) plus
+  one full assignment at the end: the returned assignments (count,) int32 are each
+  point's nearest of the returned centers (k, D) float32. The same on any number of
+  devices (the assignments as in `kmeans`, the updates on the host in float64)."""
+  host = np.asarray(sharding.to_host(points))[:count]
+  row_sq = np.sum(np.square(host, dtype=np.float64), axis=1)
+  batch = min(batch, count)
+  sample_key, start_key, batch_key = jax.random.split(key, 3)
+  sample_size = min(count, max(3 * batch, 3 * k))
+  sample = np.sort(np.asarray(jax.random.choice(sample_key, count, (sample_size,),
+                                                replace=False)))
+  start = kmeans_plus_plus(gather_rows(mesh, points, sample, block=block), start_key,
+                           count=sample_size, k=k)
+  centers = host[sample[np.asarray(sharding.to_host(start))]].astype(np.float64)
+  seen = np.zeros(k)                          # points assigned to each center so far
+  drawn_since_moving = 0
+  plateau = Plateau(min(1.0, 2.0 * batch / (count + 1)), patience)
+  for step in range(max(1, epochs * count // batch)):
+    drawn, order = (np.asarray(x) for x in _batch_draws(batch_key, step, count=count,
+                                                         batch=batch))
+    drawn_since_moving += batch
+    starving = (seen == 0).any() or drawn_since_moving >= 10 * k
+    rows = host[drawn]
+    assign, scores = sharding.to_host(nearest_centers(
+        mesh, gather_rows(mesh, points, drawn, block=BATCH_BLOCK),
+        centers.astype(np.float32), block=BATCH_BLOCK, with_scores=True))
+    assign = np.asarray(assign)[:batch]
+    cost = np.mean(row_sq[drawn] + np.asarray(scores, np.float64)[:batch])
+    minibatch_update(centers, seen, rows, assign)
+    if starving:
+      drawn_since_moving = 0
+      move_starved(centers, seen, rows, order)
+    if step > 0 and plateau.stalled(cost):
+      break
+  centers = centers.astype(np.float32)
+  assign = np.asarray(sharding.to_host(nearest_centers(mesh, points, centers,
+                                                        block=block)))[:count]
+  return assign, centers
