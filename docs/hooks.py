@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 _RESULT_FILES = (".md", ".png", ".jsonl", ".csv")
-_BENCHMARKS = ("benchmark_fashion_mnist.jsonl", "benchmark_cifar10.jsonl")
+_BENCHMARKS = ("benchmark_fashion_mnist.jsonl", "benchmark_fashion_mnist_xeon.jsonl",
+               "benchmark_cifar10.jsonl")
 
 
 def on_files(files, config):
@@ -96,8 +97,9 @@ def strategy_table() -> str:
   heads = []
   for name in columns:
     record = next(r[name] for r in timings.values() if name in r)
+    machine = f", {record['cpu_model']}" if record.get("cpu_model") else ""
     heads.append(f"query s, {record['config']} ({record['model']}, pool "
-                 f"{record['pool_size']:,}, {record['query_size']} picks)")
+                 f"{record['pool_size']:,}, {record['query_size']} picks{machine})")
   out = ["| strategy | reads | options (`query.*`, default) | " + " | ".join(heads) + " |",
          "| --- | --- | --- | " + " | ".join("---" for _ in heads) + " |"]
   for name in strategies.names():

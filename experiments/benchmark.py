@@ -97,6 +97,7 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from waal_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from waal_jax import loop  # pylint: disable=g-import-not-at-top
+  from waal_jax import provenance  # pylint: disable=g-import-not-at-top
   from waal_jax import settings as settings_lib  # pylint: disable=g-import-not-at-top
   from waal_jax import sharding  # pylint: disable=g-import-not-at-top
   from waal_jax import strategies  # pylint: disable=g-import-not-at-top
@@ -137,7 +138,8 @@ def main(argv):
   keys = jax.random.split(jax.random.key(1), 3)
   plan = trainer.epoch_plan(keys[0], inputs)
   common = {"config": config.data.name, "data": source, "model": config.model.name,
-            "device": sharding.describe_devices(), "jax": jax.__version__}
+            "device": sharding.describe_devices(), "jax": jax.__version__,
+            "cpu_model": provenance.cpu_model()}
 
   def emit(record):
     print(json.dumps({**record, **common}), flush=True)
