@@ -47,8 +47,8 @@ def load_embeddings_file(path: str) -> np.ndarray:
 EMBEDDINGS_FILE = fields.Option("", fields.Text(), "typiclust, probcover: .npy of "
                                 "precomputed pool embeddings instead of the network's; \"\" = "
                                 "the network's")
-KMEANS_ITERATIONS = fields.Option(20, fields.Int(1), "typiclust, probcover: most k-means "
-                                  "updates")
+KMEANS_ITERATIONS = fields.Option(20, fields.Int(1), "typiclust (full k-means), probcover: "
+                                  "most k-means updates")
 
 
 class EmbeddingStrategy(base.Strategy):
