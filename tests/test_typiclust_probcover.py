@@ -85,12 +85,12 @@ def test_starved_centers_move_to_the_batch_and_get_the_smallest_other_count():
   centers = np.zeros((4, 1))
   seen = np.array([300.0, 2.0, 50.0, 3.5])           # below 0.01 x 300 = 3: center 1 only
   rows = np.array([[7.0], [8.0], [9.0], [10.0]])
-  clustering.move_starved(centers, seen, rows, np.array([2, 0, 1, 3]))
+  clustering.move_starved(centers, seen, rows, lambda: np.array([2, 0, 1, 3]))
   np.testing.assert_array_equal(centers[:, 0], [0.0, 9.0, 0.0, 0.0])
   np.testing.assert_array_equal(seen, [300.0, 3.5, 50.0, 3.5])
   # At most half the batch moves: the two least chosen of three starved centers.
   centers, seen = np.zeros((4, 1)), np.array([1000.0, 2.0, 1.0, 3.0])
-  clustering.move_starved(centers, seen, rows, np.array([3, 2, 1, 0]))
+  clustering.move_starved(centers, seen, rows, lambda: np.array([3, 2, 1, 0]))
   np.testing.assert_array_equal(centers[:, 0], [0.0, 10.0, 9.0, 0.0])   # rows 3, 2
   np.testing.assert_array_equal(seen, [1000.0, 3.0, 3.0, 3.0])
 

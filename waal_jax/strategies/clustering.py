@@ -339,13 +339,16 @@ BATCH_BLOCK = 1024          # a batch's rows per assignment tile (~20% faster th
 
 
 @functools.partial(jax.jit, static_argnames=("count", "batch"))
-def _batch_draws(key, step, *, count: int, batch: int):
-  """One batch's randomness: `batch` point indices drawn uniformly with replacement, and
-  an order of the batch (where to move starved centers)."""
-  key = jax.random.fold_in(key, step)
-  draw_key, order_key = jax.random.split(key)
-  return (jax.random.randint(draw_key, (batch,), 0, count),
-          jax.random.permutation(order_key, batch))
+def _batch_draw(key, step, *, count: int, batch: int):
+  """A batch: `batch` point indices drawn uniformly with replacement."""
+  return jax.random.randint(jax.random.split(jax.random.fold_in(key, step))[0], (batch,),
+                            0, count)
+
+
+@functools.partial(jax.jit, static_argnames=("batch",))
+def _batch_order(key, step, *, batch: int):
+  """An order of the batch: where starved centers move (drawn only when some are)."""
+  return jax.random.permutation(jax.random.split(jax.random.fold_in(key, step))[1], batch)
 
 
 def minibatch_update(centers: np.ndarray, seen: np.ndarray, rows: np.ndarray,
@@ -361,17 +364,17 @@ def minibatch_update(centers: np.ndarray, seen: np.ndarray, rows: np.ndarray,
   seen += sizes
 
 
-def move_starved(centers: np.ndarray, seen: np.ndarray, rows: np.ndarray,
-                 order: np.ndarray) -> None:
+def move_starved(centers: np.ndarray, seen: np.ndarray, rows: np.ndarray, order) -> None:
   """In place: the centers chosen less than REASSIGN_RATIO x the most chosen one's count
-  (at most len(rows) // 2 of the least chosen) move to the batch's rows in `order`, and
-  their counts rise to the smallest of the others, so they are not moved again at once."""
+  (at most len(rows) // 2 of the least chosen) move to the batch's rows in the order
+  `order()` returns, and their counts rise to the smallest of the others, so they are
+  not moved again at once."""
   starved = seen < REASSIGN_RATIO * seen.max()
   limit = len(rows) // 2
   if starved.sum() > limit:
     starved[np.argsort(seen, kind="stable")[limit:]] = False
   if starved.any():
-    centers[starved] = rows[order[:starved.sum()]]
+    centers[starved] = rows[order()[:starved.sum()]]
     seen[starved] = seen[~starved].min()
 
 
@@ -429,8 +432,7 @@ def minibatch_kmeans(mesh, points, count: int, key, *, k: int, batch: int = MINI
   drawn_since_moving = 0
   plateau = Plateau(min(1.0, 2.0 * batch / (count + 1)), patience)
   for step in range(max(1, epochs * count // batch)):
-    drawn, order = (np.asarray(x) for x in _batch_draws(batch_key, step, count=count,
-                                                         batch=batch))
+    drawn = np.asarray(_batch_draw(batch_key, step, count=count, batch=batch))
     drawn_since_moving += batch
     starving = (seen == 0).any() or drawn_since_moving >= 10 * k
     rows = host[drawn]
@@ -442,7 +444,8 @@ def minibatch_kmeans(mesh, points, count: int, key, *, k: int, batch: int = MINI
     minibatch_update(centers, seen, rows, assign)
     if starving:
       drawn_since_moving = 0
-      move_starved(centers, seen, rows, order)
+      move_starved(centers, seen, rows,
+                   lambda step=step: np.asarray(_batch_order(batch_key, step, batch=batch)))
     if step > 0 and plateau.stalled(cost):
       break
   centers = centers.astype(np.float32)
