@@ -257,8 +257,8 @@ def block_schedule(blocks: int, devices: int):
   return schedule, counts
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _nearest_centers(mesh, block, points, centers, schedule, counts):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _nearest_centers(mesh, block, with_scores, points, centers, schedule, counts):
 
   def local(points, centers, schedule, counts):
     center_sq = jnp.sum(centers * centers, axis=-1)
@@ -269,8 +269,10 @@ def _nearest_centers(mesh, block, points, centers, schedule, counts):
       rows = _slice(points, i, block)
       # |x|^2 is the same for every center: the nearest minimises |c|^2 - 2 x.c.
       scores = center_sq[None, :] - 2.0 * dot(rows, centers)
-      return (_update(assign, jnp.argmin(scores, axis=-1).astype(jnp.int32), i),
-              _update(score, jnp.min(scores, axis=-1), i))
+      assign = _update(assign, jnp.argmin(scores, axis=-1).astype(jnp.int32), i)
+      if with_scores:        # (static: full k-means never reads them)
+        score = _update(score, jnp.min(scores, axis=-1), i)
+      return assign, score
 
     carry = (jnp.zeros(points.shape[0], jnp.int32), jnp.zeros(points.shape[0], points.dtype))
     carry = jax.lax.pcast(carry, (sharding.DATA_AXIS,), to="varying")
@@ -287,8 +289,8 @@ def nearest_centers(mesh, points, centers, *, block: int = BLOCK, with_scores: b
   """Per point (L, D), the index of the nearest center (L2; ties: the lower): (L,);
   with_scores: also its |c|^2 - 2 x.c (its squared distance less |x|^2)."""
   schedule, counts = block_schedule(points.shape[0] // block, mesh.size)
-  assign, scores = _nearest_centers(mesh, block, points, jnp.asarray(centers, points.dtype),
-                                    schedule, counts)
+  assign, scores = _nearest_centers(mesh, block, with_scores, points,
+                                    jnp.asarray(centers, points.dtype), schedule, counts)
   return (assign, scores) if with_scores else assign
 
 
