@@ -294,14 +294,20 @@ def nearest_centers(mesh, points, centers, *, block: int = BLOCK, with_scores: b
   return (assign, scores) if with_scores else assign
 
 
-def cluster_means(columns: np.ndarray, assign: np.ndarray, previous: np.ndarray):
-  """Per cluster the mean of its points, columns = the points transposed (D, N): summed
-  on the host in float64 in one fixed order (so alike on any number of devices), one
-  bincount per dimension (~20x faster than sorting the rows); empty clusters keep
-  `previous`."""
-  k = previous.shape[0]
+def cluster_sums(columns, assign: np.ndarray, k: int):
+  """Per cluster its point count (k,) and the sum of its points (k, D), columns = the
+  points transposed (D, N): summed on the host in float64 in one fixed order (so alike
+  on any number of devices), one bincount per dimension (~20x faster than sorting the
+  rows)."""
   sizes = np.bincount(assign, minlength=k)
-  sums = np.stack([np.bincount(assign, weights=column, minlength=k) for column in columns], 1)
+  return sizes, np.stack([np.bincount(assign, weights=column, minlength=k)
+                          for column in columns], 1)
+
+
+def cluster_means(columns: np.ndarray, assign: np.ndarray, previous: np.ndarray):
+  """Per cluster the mean of its points (`cluster_sums`); empty clusters keep
+  `previous`."""
+  sizes, sums = cluster_sums(columns, assign, previous.shape[0])
   return np.where(sizes[:, None] > 0, sums / np.maximum(sizes, 1)[:, None], previous)
 
 
@@ -357,9 +363,7 @@ def minibatch_update(centers: np.ndarray, seen: np.ndarray, rows: np.ndarray,
                      assign: np.ndarray) -> None:
   """One batch's move, in place: each center to the running mean of every point ever
   assigned to it, `seen` (k,) counting them; centers (k, D) float64."""
-  k = centers.shape[0]
-  sizes = np.bincount(assign, minlength=k)
-  sums = np.stack([np.bincount(assign, weights=column, minlength=k) for column in rows.T], 1)
+  sizes, sums = cluster_sums(rows.T, assign, centers.shape[0])
   chosen = sizes > 0
   centers[chosen] = ((centers[chosen] * seen[chosen, None] + sums[chosen])
                      / (seen[chosen] + sizes[chosen])[:, None])
