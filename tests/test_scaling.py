@@ -52,3 +52,17 @@ def test_a_process_past_its_limits_is_stopped_with_the_reason():
   assert hungry.returncode is not None
   quick = subprocess.Popen([sys.executable, "-c", "pass"])
   assert scaling.watch(quick, 60, 2**40) == ""
+
+
+def test_lower_bounds_count_lenet5s_operations_as_by_hand():
+  from experiments import lower_bounds
+  net = lower_bounds.network_flops()
+  # Multiply-adds by hand: conv1 24*24*10*25 = 144,000; conv2 8*8*20*(10*25) = 320,000;
+  # the classifier 320*50 + 50*10 = 16,500. Two operations each: 961,000; biases,
+  # ReLUs and pools add ~1-2% more.
+  assert 961_000 <= net["forward"] <= 961_000 * 1.03
+  # The input's gradient: the same products transposed (conv1's kernel gradient is not
+  # needed), about one forward pass.
+  assert 0.9 * 961_000 <= net["backward_to_input"] <= 1.1 * 961_000
+  # The critic on the 320 features: 320*50 + 50*1 = 16,050 multiply-adds.
+  assert 2 * 16_050 <= net["critic"] <= 2 * 16_050 * 1.03

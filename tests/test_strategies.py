@@ -272,6 +272,20 @@ def test_l1_assignment_and_medians_match_numpy():
                                       np.zeros((1, 1)))[0, 0] == 2.0
 
 
+def test_medians_with_many_equal_values_and_255_clusters():
+  # ReLU embeddings are mostly zeros; 255 clusters put the ids and the "no cluster"
+  # id 255 in one byte. Cluster 0: 0, 0, 3, 0, 5, 0 -> sorted 0 0 0 0 3 5, lower
+  # median (rank 2) 0; cluster 254: 4, 7, 0 -> 0 4 7, median 4; the invalid row's
+  # 100 counts nowhere; the other clusters are empty and keep their previous centers.
+  values = np.array([0, 0, 3, 0, 5, 0, 4, 7, 0, 100], np.float32)[:, None]
+  assign = np.array([0, 0, 0, 0, 0, 0, 254, 254, 254, 254])
+  valid = np.arange(10) < 9
+  previous = np.full((255, 1), -1.0, np.float32)
+  medians = diversity.coordinate_medians(values, assign, valid, previous)
+  assert medians[0, 0] == 0.0 and medians[254, 0] == 4.0
+  np.testing.assert_array_equal(medians[1:254], previous[1:254])
+
+
 def test_nearest_members_fill_empty_clusters_with_distinct_points():
   assign = jnp.array([0, 0, 2, 2, 2, 0])        # cluster 1 is empty
   dist = jnp.array([3.0, 1.0, 5.0, 0.5, 9.0, 2.0])

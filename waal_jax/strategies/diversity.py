@@ -13,8 +13,10 @@ taken on the host (exact, and faster there than XLA:CPU's histograms or sorts). 
 are the padded pool (M); `selectable` masks it.
 """
 
+import concurrent.futures
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -390,20 +392,34 @@ def coordinate_medians(points: np.ndarray, assign: np.ndarray, valid: np.ndarray
   """Per cluster and dimension, the lower median of the valid members' values (k, D);
   empty clusters keep their `previous` center.
 
-  On the host: one sort of the points by cluster, then a linear-time selection per
-  cluster (np.partition), ~6x faster here than histograms or sorts in XLA:CPU, and
-  exact.
+  On the host, exact: the rows ordered by cluster (a radix sort of the cluster ids),
+  then each cluster's members gathered and sorted per dimension. A full sort, not a
+  selection (np.partition): embeddings after a ReLU hold many equal values (zeros), on
+  which numpy's selection slows down with the cluster's size (27 ns a value at 2,560
+  members against 6 at 160) while its vectorised sort does not (5 ns); the median is
+  the same value either way. Both are ~6x faster here than histograms or sorts in
+  XLA:CPU.
   """
   k = previous.shape[0]
-  cluster = np.where(valid, assign, k)                               # k = "no cluster"
-  order = np.argsort(cluster, kind="stable")
+  cluster = np.where(valid, assign, k).astype(np.min_scalar_type(k))  # k = "no cluster"
+  order = np.argsort(cluster, kind="stable")   # a radix sort for ids of 16 bits or fewer
   counts = np.bincount(cluster, minlength=k + 1)[:k]
   starts = np.concatenate([[0], np.cumsum(counts)])
-  grouped = points[order]
   medians = np.array(previous, copy=True)
-  for c in np.flatnonzero(counts):
-    rank = (counts[c] - 1) // 2                                      # 0-based lower median
-    medians[c] = np.partition(grouped[starts[c]:starts[c + 1]], rank, axis=0)[rank]
+
+  def median_of(clusters):
+    for c in clusters:
+      rank = (counts[c] - 1) // 2                                    # 0-based lower median
+      members = points[order[starts[c]:starts[c + 1]]]
+      # Dimensions as rows: each sort then reads contiguous values.
+      medians[c] = np.sort(members.T, axis=1)[:, rank]
+
+  # numpy's gathers and sorts release the GIL, so the clusters are shared among this
+  # process's cores, interleaved so that each thread gets large and small ones.
+  workers = min(len(os.sched_getaffinity(0)), max(1, len(counts) // 8))
+  nonempty = np.flatnonzero(counts)
+  with concurrent.futures.ThreadPoolExecutor(workers) as threads:
+    list(threads.map(median_of, [nonempty[w::workers] for w in range(workers)]))
   return medians
 
 

@@ -1,0 +1,147 @@
+r"""The least arithmetic DeepFool's query cannot do without, and what it costs at this
+machine's measured matrix-product rate, as a multiple of WAAL's query.
+
+  python -m experiments.lower_bounds --benchmark=results/benchmark_fashion_mnist_xeon.jsonl
+
+DeepFool stays far above 5x WAAL's query at 39K; this says whether any implementation
+of the method could come under it on the CPU that measured the benchmark file. The
+floor counts floating-point operations only (no memory traffic, no selection, no host
+work) and divides them by the best rate XLA reaches here on the most favourable work
+there is:
+
+  rate       the fastest of --repeats float32 products of 2,048 x 2,048 matrices
+             (all cores), in FLOP/s;
+  waal       the benchmark's WAAL query: one forward pass of the extractor, classifier
+             and critic per unlabeled example (XLA's cost analysis of the networks with
+             lax.conv kernels: the direct convolutions' operations);
+  deepfool   per unlabeled example and DeepFool step: a forward pass, K-1 gradients
+             of a logit difference with respect to the input (each a backward pass to
+             the input, no weight gradients) and the forward pass that tests the new
+             point; --deepfool_steps steps per example (1.8 on Fashion-MNIST:
+             waal_jax/strategies/deepfool.py).
+
+Prints the rate, then one JSON object per strategy: operations, the floor in seconds and as a multiple
+of the benchmark's WAAL query, and the benchmark's own measured multiple.
+"""
+
+import json
+import time
+
+from absl import app
+from absl import flags
+
+from experiments import cli
+
+_BENCHMARK = flags.DEFINE_string(
+    "benchmark", "results/benchmark_fashion_mnist_xeon.jsonl",
+    "A benchmark's JSONL (python -m experiments.benchmark) measured on this CPU kind: "
+    "its query records give the pool, query size and measured seconds.")
+_DEEPFOOL_STEPS = flags.DEFINE_float("deepfool_steps", 1.8,
+                                     "DeepFool steps per example (measured on the pool).")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timings of the rate (the fastest is used).")
+
+
+def cpu_model() -> str:
+  with open("/proc/cpuinfo") as f:
+    for line in f:
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  return "unknown"
+
+
+def matmul_rate(repeats: int) -> float:
+  """FLOP/s of XLA's float32 product of two 2,048 x 2,048 matrices, the fastest run."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  n = 2048
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  product = jax.jit(lambda a: a @ a)
+  product(a).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    product(a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best
+
+
+def network_flops() -> dict:
+  """Per example: FLOP of the forward pass to the logits, of the critic on the
+  features, and of one backward pass from a logit cotangent to the input."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from waal_jax import models  # pylint: disable=g-import-not-at-top
+  from waal_jax import settings as settings_lib  # pylint: disable=g-import-not-at-top
+  nets = models.build(settings_lib.ModelSettings(conv="xla"), 10)
+  x = jnp.zeros((1, 28, 28, 1), jnp.float32)
+  variables = nets.init(jax.random.key(0), x.shape[1:])
+  params, stats = variables["params"], variables.get("batch_stats", {})
+
+  def logits(x):
+    z, _ = nets.embed(params, stats, x)
+    return nets.logits(params, z)
+
+  def critic(z):
+    return nets.critic_value(params["critic"], z)
+
+  def input_gradient(x, cotangent):
+    _, vjp = jax.vjp(logits, x)
+    return vjp(cotangent)[0]
+
+  def flops(fn, *args):
+    analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+      analysis = analysis[0]
+    return float(analysis["flops"])
+
+  z, _ = nets.embed(params, stats, x)
+  forward = flops(logits, x)
+  return {"forward": forward, "critic": flops(critic, z),
+          "backward_to_input": flops(input_gradient, x, jnp.ones((1, 10))) - forward,
+          "classes": 10}
+
+
+def main(argv):
+  del argv
+  records = {}
+  try:
+    with open(_BENCHMARK.value) as f:
+      for number, line in enumerate(f, 1):
+        record = json.loads(line)
+        if record.get("what") == "query":
+          records[record["strategy"]] = record
+  except OSError as e:
+    cli.fail(f"--benchmark={_BENCHMARK.value}: {e.strerror}")
+  except json.JSONDecodeError as e:
+    cli.fail(f"--benchmark={_BENCHMARK.value}: line {number} is not JSON ({e.msg})")
+  for name in ("waal", "deepfool"):
+    if name not in records:
+      cli.fail(f"--benchmark={_BENCHMARK.value}: has no query record of {name}")
+  here = cpu_model()
+  if records["waal"].get("cpu_model") not in (None, here):
+    cli.fail(f"--benchmark={_BENCHMARK.value}: measured on {records['waal']['cpu_model']!r}, "
+             f"this machine is {here!r}: the rate must be measured on the same CPU kind")
+  from waal_jax import xla_tuning  # pylint: disable=g-import-not-at-top
+  xla_tuning.tune_cpu_flags()
+  rate = matmul_rate(_REPEATS.value)
+  net = network_flops()
+  n = records["waal"]["pool_size"]                   # unlabeled examples
+  waal_seconds = records["waal"]["seconds"]
+  operations = {
+      "waal": n * (net["forward"] + net["critic"]),
+      "deepfool": n * _DEEPFOOL_STEPS.value * (
+          2 * net["forward"] + (net["classes"] - 1) * net["backward_to_input"]),
+  }
+  print(json.dumps({"what": "rate", "flop_per_second": rate, "cpu_model": here,
+                    "network_flops_per_example": net}))
+  for name, count in operations.items():
+    floor = count / rate
+    print(json.dumps({
+        "what": "floor", "strategy": name, "pool_size": n, "operations": count,
+        "floor_seconds": round(floor, 3), "floor_x_waal": round(floor / waal_seconds, 2),
+        "measured_seconds": round(records[name]["seconds"], 3),
+        "measured_x_waal": round(records[name]["seconds"] / waal_seconds, 2)}))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.make_flags_parser(config=False))
