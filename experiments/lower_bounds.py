@@ -41,14 +41,6 @@ _DEEPFOOL_STEPS = flags.DEFINE_float("deepfool_steps", 1.8,
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timings of the rate (the fastest is used).")
 
 
-def cpu_model() -> str:
-  with open("/proc/cpuinfo") as f:
-    for line in f:
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  return "unknown"
-
-
 def matmul_rate(repeats: int) -> float:
   """FLOP/s of XLA's float32 product of two 2,048 x 2,048 matrices, the fastest run."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -117,7 +109,8 @@ def main(argv):
   for name in ("waal", "deepfool"):
     if name not in records:
       cli.fail(f"--benchmark={_BENCHMARK.value}: has no query record of {name}")
-  here = cpu_model()
+  from waal_jax import provenance  # pylint: disable=g-import-not-at-top
+  here = provenance.cpu_model()
   if records["waal"].get("cpu_model") not in (None, here):
     cli.fail(f"--benchmark={_BENCHMARK.value}: measured on {records['waal']['cpu_model']!r}, "
              f"this machine is {here!r}: the rate must be measured on the same CPU kind")

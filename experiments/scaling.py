@@ -120,11 +120,8 @@ def code_version() -> str:
 
 
 def cpu_model() -> str:
-  with open("/proc/cpuinfo") as f:
-    for line in f:
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  return "unknown"
+  from waal_jax import provenance  # pylint: disable=g-import-not-at-top
+  return provenance.cpu_model() or "unknown"
 
 
 # --- The pools ----------------------------------------------------------------------
