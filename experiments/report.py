@@ -539,12 +539,15 @@ def plot_calibration(dataset: str, arms: Dict[str, ArmSummary], path: str) -> No
 SIGNIFICANCE = 0.05   # two-sided level of the paired tests
 
 
-def seed_accuracies(runs: List[Run]) -> Dict[str, Dict[str, Dict[int, Dict[int, float]]]]:
-  """dataset -> arm -> labels -> {seed: test accuracy in %}."""
+def seed_accuracies(runs: List[Run], field: str = "test_accuracy", scale: float = 100.0
+                    ) -> Dict[str, Dict[str, Dict[int, Dict[int, float]]]]:
+  """dataset -> arm -> labels -> {seed: test accuracy in %} (or another round field
+  times `scale`, from the rounds that record it)."""
   out = collections.defaultdict(lambda: collections.defaultdict(lambda: collections.defaultdict(dict)))
   for run in runs:
     for r in run.rounds:
-      out[run.dataset][run.arm][r["num_labeled"]][run.seed] = 100.0 * r["test_accuracy"]
+      if r.get(field) is not None:
+        out[run.dataset][run.arm][r["num_labeled"]][run.seed] = scale * r[field]
   return out
 
 
@@ -629,22 +632,24 @@ def _ordered(names):
   return sorted(names, key=lambda a: (a != "waal", a))
 
 
-def _paired_cell(a: Dict[int, float], b: Dict[int, float]) -> str:
+def _paired_cell(a: Dict[int, float], b: Dict[int, float], digits: int = 2) -> str:
   """'+d.dd (p=..., n=...)' for a - b over their common seeds, bold where p < SIGNIFICANCE."""
   test, n = compare_paired(a, b)
   if test is None:
     return "-"
-  text = f"{test[0]:+.2f} (p={test[2]:.3f}, n={n})"
+  text = f"{test[0]:+.{digits}f} (p={test[2]:.3f}, n={n})"
   return f"**{text}**" if test[2] < SIGNIFICANCE else text
 
 
-def paired_table(arms: Dict[str, Dict[int, Dict[int, float]]], reference: str = "waal"):
+def paired_table(arms: Dict[str, Dict[int, Dict[int, float]]], reference: str = "waal",
+                 digits: int = 2):
   """Per budget, `reference` minus each other arm: mean difference (points) and p."""
   others = [a for a in _ordered(arms) if a != reference]
   lines = [f"| labels | " + " | ".join(f"{reference} - {a}" for a in others) + " |",
            "| --- |" + " --- |" * len(others)]
   for labels in sorted(arms[reference]):
-    cells = [_paired_cell(arms[reference][labels], arms[a].get(labels, {})) for a in others]
+    cells = [_paired_cell(arms[reference][labels], arms[a].get(labels, {}), digits)
+             for a in others]
     lines.append(f"| {labels:,} | " + " | ".join(cells) + " |")
   return lines
 
@@ -806,14 +811,25 @@ def stop_table(stops: Dict[str, dict]) -> List[str]:
   return lines
 
 
-def calibration_section(dataset: str, arms: Dict[str, ArmSummary], out: str) -> List[str]:
-  """The calibration table and plot; nothing where no round records calibration."""
+def calibration_section(dataset: str, arms: Dict[str, ArmSummary], out: str,
+                        by_seed: Optional[Dict[str, Dict[str, Dict[int, Dict[int, float]]]]] = None
+                        ) -> List[str]:
+  """The calibration table and plot, and where WAAL is there with another arm, the
+  paired differences of each measure (by_seed: measure -> seed_accuracies' arm
+  mapping); nothing where no round records calibration."""
   if not any(arm.calibration for arm in arms.values()):
     return []
   plot_calibration(dataset, arms, os.path.join(out, f"{dataset}_calibration.png"))
-  return (["### Calibration", "", "Test ECE (15 bins), NLL and Brier score per budget "
-           "(lower is better), mean ± std over n seeds:", ""] + calibration_table(arms)
-          + ["", f"![{dataset} calibration]({dataset}_calibration.png)", ""])
+  lines = (["### Calibration", "", "Test ECE (15 bins), NLL and Brier score per budget "
+            "(lower is better), mean ± std over n seeds:", ""] + calibration_table(arms)
+           + ["", f"![{dataset} calibration]({dataset}_calibration.png)", ""])
+  for metric, name in CALIBRATION_METRICS.items():
+    per_seed = (by_seed or {}).get(metric, {})
+    if "waal" in per_seed and len(per_seed) > 1:
+      lines += [f"WAAL's {name} against each arm: mean of the per-seed differences "
+                "(negative: WAAL's is lower), paired t-test over the seeds both have.", ""]
+      lines += paired_table(per_seed, digits=3) + [""]
+  return lines
 
 
 def per_class_section(dataset: str, arms: Dict[str, ArmSummary]) -> List[str]:
@@ -862,6 +878,8 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
     raise ReportError(f"--workdirs: none of the {len(found)} runs has finished")
   summary = summarise(runs)
   accuracies_by_seed = seed_accuracies(runs)
+  calibration_by_seed = {metric: seed_accuracies(runs, f"test_{metric}", scale=1.0)
+                         for metric in CALIBRATION_METRICS}
   timing = time_spent(runs)
   bought = class_shares(runs)
   stops = {dataset: {arm: stop_summary(points) for arm, points in by_arm.items()}
@@ -914,7 +932,8 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
                 "over all rounds and seeds, and the largest class's share of a batch (%, "
                 "mean over the batches; Random's row shows what chance gives).", ""]
       lines += class_share_table(bought[dataset]) + [""]
-    lines += calibration_section(dataset, arms, out)
+    lines += calibration_section(dataset, arms, out, {
+        metric: calibration_by_seed[metric][dataset] for metric in CALIBRATION_METRICS})
     lines += per_class_section(dataset, arms)
     lines += stopping_section(arms, stops.get(dataset, {}), stop_kappa, stop_rounds)
     lines += ["Seconds per seed (all rounds; training includes the per-epoch validation) and "

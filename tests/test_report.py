@@ -401,6 +401,21 @@ def test_calibration_per_budget_and_arm_by_hand(calibrated_report):
   assert (out / "fashion_mnist_calibration.png").stat().st_size > 10_000
 
 
+def test_waal_calibration_against_each_arm_paired_by_seed(calibrated_report):
+  """ECE at 1,000 labels, WAAL minus Random per seed: 0.10 - 0.05 = 0.05 and 0.14 - 0.05
+  = 0.09: mean +0.070, sd 0.0283, t = 0.070 / (0.0283 / sqrt 2) = 3.5 on 1 degree of
+  freedom, p = 2 (1/2 - atan(3.5) / pi) = 0.177. NLL: 0.4 and 0.2, t = 3, p = 0.205.
+  Margin records no calibration: no column."""
+  lines, _, _ = calibrated_report
+  start = lines.index("WAAL's ECE against each arm: mean of the per-seed differences "
+                      "(negative: WAAL's is lower), paired t-test over the seeds both have.")
+  assert lines[start + 2:start + 5] == [
+      "| labels | waal - random |", "| --- | --- |", "| 1,000 | +0.070 (p=0.177, n=2) |"]
+  start = lines.index("WAAL's NLL against each arm: mean of the per-seed differences "
+                      "(negative: WAAL's is lower), paired t-test over the seeds both have.")
+  assert lines[start + 4] == "| 1,000 | +0.300 (p=0.205, n=2) |"
+
+
 def test_accuracy_per_class_at_the_first_and_last_budget(calibrated_report):
   """WAAL's classes 0 and 1: (60, 80) and (80, 80) at 1,000 labels -> 70.0, 80.0; (70,
   100) and (90, 90) at 3,500 -> 80.0, 95.0. Class 9 has no test example: -."""
