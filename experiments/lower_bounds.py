@@ -142,5 +142,6 @@ def main(argv):
       record["measured_x_waal"] = round(records[name]["seconds"] / waal_seconds, 2)
     print(json.dumps(record))
 
+
 if __name__ == "__main__":
   app.run(main, flags_parser=cli.make_flags_parser("benchmark", config=False))

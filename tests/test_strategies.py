@@ -1,6 +1,7 @@
 """The baseline strategies on hand-made cases whose answers are known."""
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -284,6 +285,16 @@ def test_medians_with_many_equal_values_and_255_clusters():
   medians = diversity.coordinate_medians(values, assign, valid, previous)
   assert medians[0, 0] == 0.0 and medians[254, 0] == 4.0
   np.testing.assert_array_equal(medians[1:254], previous[1:254])
+
+
+def test_medians_where_the_os_does_not_say_which_cores_the_process_may_use(monkeypatch):
+  # macOS has no os.sched_getaffinity: the medians use os.cpu_count() threads there.
+  monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+  values = np.arange(40, dtype=np.float32)[:, None]          # cluster c: 4c .. 4c + 3
+  assign = np.arange(40) // 4
+  medians = diversity.coordinate_medians(values, assign, np.ones(40, bool),
+                                         np.zeros((10, 1), np.float32))
+  np.testing.assert_array_equal(medians[:, 0], 4 * np.arange(10) + 1)   # lower median
 
 
 def test_nearest_members_fill_empty_clusters_with_distinct_points():
