@@ -88,6 +88,7 @@ def test_results_json_schema(uninterrupted):
                         text=True, check=False).stdout.strip()
   assert software["commit"] == (head or None)
   assert {r["commit"] for r in results["rounds"]} == {head or None}
+  assert {r["cpu"] for r in results["rounds"]} == {software["cpu"] or None}
   assert results["config"]["data"]["name"] == "fashion_mnist"
   assert results["config"]["al"]["query_size"] == 20
   rounds = results["rounds"]

@@ -346,6 +346,7 @@ def test_and_query(one: "OpenRun", round_index: int, fit: train_lib.FitResult) -
       "best_epoch": fit.best_epoch,
       "epoch_metrics": fit.epochs,
       "commit": provenance.software()["commit"],   # a resumed run may span commits
+      "cpu": provenance.cpu_model() or None,         # ... and machines
   }
   if exp.al.by_a_person and len(queried):   # what the network says they are, for the person
     record["queried_predictions"] = exp.trainer.predicted_classes(
