@@ -103,7 +103,15 @@ def main(argv):
     with open(_BENCHMARK.value) as f:
       for number, line in enumerate(f, 1):
         record = json.loads(line)
+        if not isinstance(record, dict):
+          cli.fail(f"--benchmark={_BENCHMARK.value}: line {number} is not a benchmark "
+                   "record (a JSON object)")
         if record.get("what") == "query":
+          for field, kinds, what in (("strategy", str, "name"), ("pool_size", int, "count"),
+                                     ("seconds", (int, float), "number")):
+            if not isinstance(record.get(field), kinds):
+              cli.fail(f"--benchmark={_BENCHMARK.value}: line {number}: a query record "
+                       f"without {field!r} (a {what})")
           records[record["strategy"]] = record
   except OSError as e:
     cli.fail(f"--benchmark={_BENCHMARK.value}: {e.strerror}")

@@ -1,6 +1,7 @@
 """The scaling benchmark's parts: its pools, its limits, its fit
 (experiments/scaling_parts.py, which experiments/scaling.py runs)."""
 
+import os
 import subprocess
 import sys
 
@@ -66,3 +67,20 @@ def test_lower_bounds_count_lenet5s_operations_as_by_hand():
   assert 0.9 * 961_000 <= net["backward_to_input"] <= 1.1 * 961_000
   # The critic on the 320 features: 320*50 + 50*1 = 16,050 multiply-adds.
   assert 2 * 16_050 <= net["critic"] <= 2 * 16_050 * 1.03
+
+
+@pytest.mark.parametrize("content, says", [
+    ('{"what": "query", "strategy": "waal"}\n', "line 1: a query record without 'pool_size'"),
+    ('[1, 2]\n', "line 1 is not a benchmark record"),
+    ('{"what": "query", "strategy": "margin", "pool_size": 9, "seconds": 1.0}\n',
+     "has no query record of waal"),
+    ('{"what"\n', "line 1 is not JSON")])
+def test_lower_bounds_refuse_a_bad_benchmark_file_in_one_line(tmp_path, content, says):
+  path = tmp_path / "bench.jsonl"
+  path.write_text(content)
+  proc = subprocess.run([sys.executable, "-m", "experiments.lower_bounds",
+                         f"--benchmark={path}"], capture_output=True, text=True,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 1
+  line, = proc.stderr.strip().splitlines()        # one line, no traceback
+  assert line.startswith(f"error: --benchmark={path}: ") and says in line, line
