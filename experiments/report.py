@@ -539,8 +539,8 @@ def plot_calibration(dataset: str, arms: Dict[str, ArmSummary], path: str) -> No
 SIGNIFICANCE = 0.05   # two-sided level of the paired tests
 
 
-def seed_accuracies(runs: List[Run], field: str = "test_accuracy", scale: float = 100.0
-                    ) -> Dict[str, Dict[str, Dict[int, Dict[int, float]]]]:
+def seed_values(runs: List[Run], field: str = "test_accuracy", scale: float = 100.0
+                ) -> Dict[str, Dict[str, Dict[int, Dict[int, float]]]]:
   """dataset -> arm -> labels -> {seed: test accuracy in %} (or another round field
   times `scale`, from the rounds that record it)."""
   out = collections.defaultdict(lambda: collections.defaultdict(lambda: collections.defaultdict(dict)))
@@ -815,7 +815,7 @@ def calibration_section(dataset: str, arms: Dict[str, ArmSummary], out: str,
                         by_seed: Optional[Dict[str, Dict[str, Dict[int, Dict[int, float]]]]] = None
                         ) -> List[str]:
   """The calibration table and plot, and where WAAL is there with another arm, the
-  paired differences of each measure (by_seed: measure -> seed_accuracies' arm
+  paired differences of each measure (by_seed: measure -> seed_values' arm
   mapping); nothing where no round records calibration."""
   if not any(arm.calibration for arm in arms.values()):
     return []
@@ -877,8 +877,8 @@ def write_report(workdirs: List[str], out: str, benchmark: Optional[str] = None,
   if not runs:
     raise ReportError(f"--workdirs: none of the {len(found)} runs has finished")
   summary = summarise(runs)
-  accuracies_by_seed = seed_accuracies(runs)
-  calibration_by_seed = {metric: seed_accuracies(runs, f"test_{metric}", scale=1.0)
+  accuracies_by_seed = seed_values(runs)
+  calibration_by_seed = {metric: seed_values(runs, f"test_{metric}", scale=1.0)
                          for metric in CALIBRATION_METRICS}
   timing = time_spent(runs)
   bought = class_shares(runs)

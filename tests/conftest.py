@@ -27,10 +27,11 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
       f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip())
 
 # Under pytest-xdist one worker runs per core, so PyTorch's OpenMP threads (one per core
-# by default, and OpenBLAS's for numpy) would compete with the other workers' for the
-# same cores: the torch reference's short run took 72 s in the suite, 6 s alone, and
-# beside a busy XLA process 17.6 s with its default threads against 11.7 s with one.
-# Set before the tests import torch; the subprocesses they start inherit it.
+# by default) would compete with the other workers' for the same cores: the torch
+# reference's short run took 37 and 72 s in two suites, 6 s alone, and beside a busy
+# XLA process 17.6 s with its default threads against 11.7 s with one. Set before the
+# tests import torch; the subprocesses they start inherit it (and so does their
+# OpenBLAS, which this process may have loaded already).
 if os.environ.get("PYTEST_XDIST_WORKER"):
   os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -257,7 +257,7 @@ def _three_arms(tmp_path):
 
 def test_penalty_matrix_labels_to_reach_and_time_by_hand(tmp_path):
   runs = report.find_runs(_three_arms(tmp_path))
-  per_seed = report.seed_accuracies(runs)["fashion_mnist"]
+  per_seed = report.seed_values(runs)["fashion_mnist"]
   wins = report.penalty_matrix(per_seed)
   assert wins["waal"] == {"random": 3, "margin": 3}       # every one of the 3 budgets
   assert wins["random"] == {"waal": 0, "margin": 0}
@@ -290,7 +290,7 @@ def test_waals_lead_over_random_split_along_the_controls(tmp_path):
     for seed, accuracies in enumerate(seeds):
       _fabricate(tmp_path / name / f"seed_{seed}", name.split("_")[0], seed, accuracies,
                  **options)
-  per_seed = report.seed_accuracies(report.find_runs([str(tmp_path)]))["fashion_mnist"]
+  per_seed = report.seed_values(report.find_runs([str(tmp_path)]))["fashion_mnist"]
   table = report.decomposition_table(per_seed)
   assert table[0] == ("| labels | training length: random+match_pool - random | adversarial "
                       "loss: random+wasserstein - random+match_pool | WAAL's query: waal - "
